@@ -1,0 +1,66 @@
+# Redis instances of the local stack as Consul services. Each instance is
+# registered twice, as `redis-primary` and as `redis-replica`, and a script
+# check (redis-role-check, on PATH) lets only the registration that matches
+# its current role pass. After a Sentinel failover the roles swap within a
+# check interval and discovery follows without anyone re-registering.
+#
+# Checks start critical (Consul's default), so a name is never served before
+# its role has been seen.
+
+# 127.0.0.1:6380 (redis/primary.conf): the primary at start.
+services {
+  id      = "redis-primary-6380"
+  name    = "redis-primary"
+  address = "127.0.0.1"
+  port    = 6380
+  check {
+    id       = "redis-primary-6380-role"
+    name     = "Redis role is primary"
+    args     = ["redis-role-check", "127.0.0.1", "6380", "primary"]
+    interval = "1s"
+    timeout  = "1s"
+  }
+}
+
+services {
+  id      = "redis-replica-6380"
+  name    = "redis-replica"
+  address = "127.0.0.1"
+  port    = 6380
+  check {
+    id       = "redis-replica-6380-role"
+    name     = "Redis role is replica, link up"
+    args     = ["redis-role-check", "127.0.0.1", "6380", "replica"]
+    interval = "1s"
+    timeout  = "1s"
+  }
+}
+
+# 127.0.0.1:6381 (redis/replica.conf): the replica at start.
+services {
+  id      = "redis-primary-6381"
+  name    = "redis-primary"
+  address = "127.0.0.1"
+  port    = 6381
+  check {
+    id       = "redis-primary-6381-role"
+    name     = "Redis role is primary"
+    args     = ["redis-role-check", "127.0.0.1", "6381", "primary"]
+    interval = "1s"
+    timeout  = "1s"
+  }
+}
+
+services {
+  id      = "redis-replica-6381"
+  name    = "redis-replica"
+  address = "127.0.0.1"
+  port    = 6381
+  check {
+    id       = "redis-replica-6381-role"
+    name     = "Redis role is replica, link up"
+    args     = ["redis-role-check", "127.0.0.1", "6381", "replica"]
+    interval = "1s"
+    timeout  = "1s"
+  }
+}

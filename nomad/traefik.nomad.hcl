@@ -1,0 +1,82 @@
+# traefik: the gateway. A system job, so every client machine runs one
+# (locally: the one). The static configuration (traefik/traefik.yml) travels
+# inside the job, read by the nomad CLI when the job is submitted; routes come
+# from the Consul Catalog tags of the web and web-inc services. scripts/up
+# submits it with a var file it writes; by hand, from the repo root:
+#   nomad job run -var-file=$COUNTER_STATE/jobs/traefik.vars.hcl nomad/traefik.nomad.hcl
+
+variable "traefik_binary" {
+  type        = string
+  description = "Absolute path of the traefik binary on every client (scripts/install puts it under ~/.cache/counter/tools)."
+  default     = "/usr/local/bin/traefik"
+}
+
+variable "traefik_config" {
+  type        = string
+  description = "Traefik static configuration file, read by the nomad CLI at submission (a relative path starts at the current directory)."
+  default     = "traefik/traefik.yml"
+}
+
+job "traefik" {
+  type = "system"
+
+  update {
+    max_parallel = 1
+  }
+
+  group "traefik" {
+    # Static: the entrypoints' addresses in traefik.yml. Declared so Nomad
+    # never hands these ports to another allocation.
+    network {
+      port "web" {
+        static = 8080
+      }
+      port "admin" {
+        static = 8081
+      }
+    }
+
+    # Not routed (no traefik.enable tag): registered for health and discovery.
+    service {
+      name     = "traefik"
+      provider = "consul"
+      port     = "admin"
+      check {
+        name     = "ping"
+        type     = "http"
+        path     = "/ping"
+        interval = "1s"
+        timeout  = "1s"
+      }
+    }
+
+    task "traefik" {
+      driver = "raw_exec"
+
+      config {
+        command = var.traefik_binary
+        args    = ["--configFile=${NOMAD_TASK_DIR}/traefik.yml"]
+      }
+
+      # Delimiters nobody writes in YAML: the file is copied verbatim, even if
+      # it one day holds Traefik's own {{ }} templates (e.g. defaultRule).
+      template {
+        data            = file(var.traefik_config)
+        destination     = "local/traefik.yml"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "restart"
+      }
+
+      # Traefik finishes in-flight requests for up to graceTimeOut (5 s in
+      # traefik.yml) after SIGTERM; 10 s leaves room before SIGKILL.
+      kill_signal  = "SIGTERM"
+      kill_timeout = "10s"
+
+      resources {
+        cpu    = 200
+        memory = 128
+      }
+    }
+  }
+}

@@ -1,0 +1,112 @@
+# web: serves the count (GET /, read from the Redis replicas). Traefik routes
+# every path except /inc here. scripts/up submits it with a var file it
+# writes; by hand, from the repo root:
+#   nomad job run -var-file=$COUNTER_STATE/jobs/web.vars.hcl nomad/web.nomad.hcl
+
+variable "version" {
+  type        = string
+  description = "Version of the web artifact: the first 12 hex digits of the binary's sha256 (scripts/artifacts)."
+}
+
+variable "artifact_url" {
+  type        = string
+  description = "Base URL of the artifact store; the tarball is <artifact_url>/<version>/web.tar.gz."
+  default     = "http://127.0.0.1:8090"
+}
+
+variable "checksum" {
+  type        = string
+  description = "sha256 (hex) of web.tar.gz; Nomad refuses to start a download that does not match."
+}
+
+variable "consul_http_addr" {
+  type        = string
+  description = "Consul HTTP API the service discovers redis-primary and redis-replica through (the agent on the same machine)."
+  default     = "http://127.0.0.1:8500"
+}
+
+job "web" {
+  type = "service"
+
+  # Rolling updates gated on the readiness check; a version that never gets
+  # healthy is rolled back to the last good one.
+  update {
+    max_parallel      = 1
+    health_check      = "checks"
+    min_healthy_time  = "5s"
+    healthy_deadline  = "1m"
+    progress_deadline = "2m"
+    auto_revert       = true
+  }
+
+  group "web" {
+    count = 2
+
+    network {
+      port "http" {}
+    }
+
+    service {
+      name     = "web"
+      provider = "consul"
+      port     = "http"
+      tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.web.entrypoints=web",
+        "traefik.http.routers.web.rule=PathPrefix(`/`)",
+        # The catch-all: lowest priority, so /inc (priority 100) wins.
+        "traefik.http.routers.web.priority=1",
+        # Reads are idempotent: a request that could not reach one instance
+        # is sent to another. web-inc has no such middleware.
+        "traefik.http.routers.web.middlewares=web-retry",
+        "traefik.http.middlewares.web-retry.retry.attempts=2",
+      ]
+
+      # Traefik routes only to instances whose check passes. No check_restart:
+      # an unreachable store makes the service unready, and restarting it
+      # would not bring the store back.
+      check {
+        name     = "ready"
+        type     = "http"
+        path     = "/health/ready"
+        interval = "1s"
+        timeout  = "1s"
+      }
+    }
+
+    task "web" {
+      driver = "raw_exec"
+
+      artifact {
+        source      = "${var.artifact_url}/${var.version}/web.tar.gz"
+        destination = "local/"
+        options {
+          checksum = "sha256:${var.checksum}"
+        }
+      }
+
+      config {
+        command = "${NOMAD_TASK_DIR}/web"
+      }
+
+      # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
+      env {
+        CONSUL_HTTP_ADDR = var.consul_http_addr
+      }
+
+      # Stopping an allocation: Nomad deregisters it from Consul, waits
+      # shutdown_delay (3 s) while Traefik drops it (watch + 1 s throttle),
+      # then sends SIGTERM; the service drains in-flight requests for at most
+      # its --drain-timeout (5 s) and exits. kill_timeout (10 s) > 5 s drain,
+      # so SIGKILL only hits a drain that hangs.
+      shutdown_delay = "3s"
+      kill_signal    = "SIGTERM"
+      kill_timeout   = "10s"
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}

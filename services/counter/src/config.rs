@@ -1,0 +1,263 @@
+//! Flags with environment fallbacks, parsed and validated once at start. A bad
+//! value exits with status 2 and a message naming the flag or variable and the
+//! form it expects.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches, Parser};
+
+use crate::breaker::BreakerSettings;
+use crate::discovery::Endpoints;
+use crate::redis_store::StoreSettings;
+
+/// Which routes a process serves. `web` reads, `web-inc` increments; `All`
+/// serves both from one process, to compare against the split deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Web,
+    WebInc,
+    All,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Web => "web",
+            Role::WebInc => "web-inc",
+            Role::All => "counter",
+        }
+    }
+    pub fn reads(self) -> bool {
+        matches!(self, Role::Web | Role::All)
+    }
+    pub fn increments(self) -> bool {
+        matches!(self, Role::WebInc | Role::All)
+    }
+    fn default_port(self) -> u16 {
+        match self {
+            Role::Web | Role::All => 8000,
+            Role::WebInc => 8001,
+        }
+    }
+}
+
+/// The service's settings. Every flag also reads the environment variable named
+/// in `--help`; a flag wins over its variable.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul")]
+pub struct Config {
+    /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
+    #[arg(long, env = "COUNTER_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Consul HTTP API to discover redis-primary and redis-replica in (scheme optional)
+    #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "URL", value_parser = parse_consul_url)]
+    pub consul: Option<reqwest::Url>,
+
+    /// A fixed Redis primary instead of Consul discovery (wins over --consul)
+    #[arg(long, env = "COUNTER_REDIS_PRIMARY", value_name = "IP:PORT")]
+    pub redis_primary: Option<SocketAddr>,
+
+    /// Fixed Redis replicas to read from, comma-separated (with --redis-primary)
+    #[arg(long, env = "COUNTER_REDIS_REPLICAS", value_name = "IP:PORT,...", value_delimiter = ',')]
+    pub redis_replicas: Vec<SocketAddr>,
+
+    /// The Redis key holding the count
+    #[arg(long, env = "COUNTER_KEY", default_value = "counter", value_parser = parse_key)]
+    pub key: String,
+
+    /// Budget for one store read or probe, in milliseconds
+    #[arg(long, env = "COUNTER_STORE_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub store_timeout_ms: u64,
+
+    /// How long an increment waits for replicas to confirm it, in milliseconds
+    #[arg(long, env = "COUNTER_WAIT_TIMEOUT_MS", value_name = "MS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub wait_timeout_ms: u64,
+
+    /// Consecutive failures that open an endpoint's circuit breaker
+    #[arg(long, env = "COUNTER_BREAKER_FAILURES", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker fails fast before a trial call, in milliseconds
+    #[arg(long, env = "COUNTER_BREAKER_COOLDOWN_MS", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub breaker_cooldown_ms: u64,
+
+    /// Longest wait for in-flight requests after SIGTERM/SIGINT, in seconds (keep below Nomad's kill_timeout)
+    #[arg(long, env = "COUNTER_DRAIN_TIMEOUT", value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub drain_timeout: u64,
+
+    /// Open connections served at once; more wait in the listen backlog
+    #[arg(long, env = "COUNTER_MAX_CONNECTIONS", value_name = "N", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
+    /// Directory for a daily-rolling JSON log file, besides stdout
+    #[arg(long, env = "COUNTER_LOG_DIR", value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
+
+    /// Log filter, e.g. info or counter=debug,info
+    #[arg(long, env = "COUNTER_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    pub log_level: String,
+
+    /// Which routes to serve; the binary's name picks the default
+    #[arg(long, env = "COUNTER_ROLE", value_enum, hide = true)]
+    pub role: Option<Role>,
+}
+
+impl Config {
+    /// Parses the process's arguments for a binary of the given role; exits 2 on a bad value.
+    pub fn from_args(role: Role) -> Config {
+        Config::from_iter_or_exit(role, std::env::args_os())
+    }
+
+    pub fn from_iter_or_exit<I, T>(role: Role, args: I) -> Config
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Config::command().name(role.name());
+        let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|e| e.exit());
+        let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        config.role.get_or_insert(role);
+        if let Err(message) = config.resolve_listen(|key| std::env::var(key).ok()) {
+            command.error(ErrorKind::ValueValidation, message).exit();
+        }
+        if config.consul.is_none() && config.redis_primary.is_none() {
+            command
+                .error(
+                    ErrorKind::MissingRequiredArgument,
+                    "no store: set --consul (CONSUL_HTTP_ADDR) or --redis-primary (COUNTER_REDIS_PRIMARY)",
+                )
+                .exit();
+        }
+        config
+    }
+
+    /// Fills `listen` from Nomad's variables, or the role's default port on loopback.
+    fn resolve_listen(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if self.listen.is_some() {
+            return Ok(());
+        }
+        let ip = match env("NOMAD_IP_http") {
+            Some(raw) => {
+                raw.parse::<IpAddr>().map_err(|_| format!("NOMAD_IP_http: expected an IP address, got '{raw}'"))?
+            }
+            None => IpAddr::from([127, 0, 0, 1]),
+        };
+        let port = match env("NOMAD_PORT_http") {
+            Some(raw) => raw
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("NOMAD_PORT_http: expected a port number 1-65535, got '{raw}'"))?,
+            None => self.role().default_port(),
+        };
+        self.listen = Some(SocketAddr::new(ip, port));
+        Ok(())
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Web)
+    }
+
+    pub fn listen(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.role().default_port())))
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout)
+    }
+
+    /// Fixed endpoints when --redis-primary is given; None means discover in Consul.
+    pub fn fixed_endpoints(&self) -> Option<Endpoints> {
+        self.redis_primary.map(|primary| Endpoints { primary: Some(primary), replicas: self.redis_replicas.clone() })
+    }
+
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            key: self.key.clone(),
+            store_timeout: Duration::from_millis(self.store_timeout_ms),
+            wait_timeout: Duration::from_millis(self.wait_timeout_ms),
+            breaker: BreakerSettings {
+                failures: self.breaker_failures,
+                cooldown: Duration::from_millis(self.breaker_cooldown_ms),
+            },
+            read_lanes: 4,
+            write_lanes: 2,
+        }
+    }
+}
+
+fn parse_consul_url(raw: &str) -> Result<reqwest::Url, String> {
+    // The Consul CLI accepts CONSUL_HTTP_ADDR without a scheme; so do we.
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
+    let url =
+        reqwest::Url::parse(&with_scheme).map_err(|e| format!("expected a URL like http://127.0.0.1:8500 ({e})"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("expected an http(s) URL like http://127.0.0.1:8500".into()),
+    }
+}
+
+fn parse_key(raw: &str) -> Result<String, String> {
+    if raw.is_empty() || raw.len() > 256 || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("expected 1-256 visible characters".into());
+    }
+    Ok(raw.to_string())
+}
+
+fn parse_log_filter(raw: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(raw)
+        .map(|_| raw.to_string())
+        .map_err(|e| format!("expected a tracing filter like info or counter=debug ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("web").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn nomad_variables_give_the_listen_address() {
+        let mut c = parse(&["--redis-primary", "127.0.0.1:6379"]).unwrap();
+        let env = |k: &str| match k {
+            "NOMAD_IP_http" => Some("198.18.0.12".to_string()),
+            "NOMAD_PORT_http" => Some("23456".to_string()),
+            _ => None,
+        };
+        c.resolve_listen(env).unwrap();
+        assert_eq!(c.listen(), "198.18.0.12:23456".parse().unwrap());
+    }
+
+    #[test]
+    fn a_bad_nomad_port_is_named() {
+        let mut c = parse(&["--redis-primary", "127.0.0.1:6379"]).unwrap();
+        let err = c.resolve_listen(|k| (k == "NOMAD_PORT_http").then(|| "http".to_string())).unwrap_err();
+        assert!(err.starts_with("NOMAD_PORT_http:"), "{err}");
+    }
+
+    #[test]
+    fn consul_address_may_omit_the_scheme() {
+        assert_eq!(parse_consul_url("127.0.0.1:8500").unwrap().as_str(), "http://127.0.0.1:8500/");
+        assert!(parse_consul_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_flag() {
+        let err = parse(&["--store-timeout-ms", "soon"]).unwrap_err().to_string();
+        assert!(err.contains("--store-timeout-ms"), "{err}");
+        let err = parse(&["--log-level", "[[["]).unwrap_err().to_string();
+        assert!(err.contains("--log-level"), "{err}");
+    }
+}

@@ -1,0 +1,229 @@
+//! Where Redis is: fixed addresses, or the passing instances of `redis-primary` and
+//! `redis-replica` in Consul, followed with blocking queries so a failover reaches
+//! the store within a second or two. When Consul cannot be reached the last known
+//! endpoints stay in force and the watch retries with backoff.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+
+/// Consul service names; the role checks behind them live in `consul/`.
+pub const PRIMARY_SERVICE: &str = "redis-primary";
+pub const REPLICA_SERVICE: &str = "redis-replica";
+
+/// The Redis nodes the store may use right now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    /// None while no single healthy primary is known: writes then fail fast
+    /// instead of guessing between two nodes that both claim the role.
+    pub primary: Option<SocketAddr>,
+    pub replicas: Vec<SocketAddr>,
+}
+
+/// A source of [`Endpoints`] that the store follows.
+pub struct Discovery {
+    rx: watch::Receiver<Endpoints>,
+}
+
+impl Discovery {
+    /// Fixed addresses, for runs without Consul.
+    pub fn fixed(endpoints: Endpoints) -> Discovery {
+        let (tx, rx) = watch::channel(endpoints);
+        // Keep the sender alive so receivers never see the channel closed.
+        std::mem::forget(tx);
+        Discovery { rx }
+    }
+
+    /// Follows both services in Consul from background tasks.
+    pub fn consul(base: reqwest::Url, metrics: Metrics) -> Discovery {
+        let (tx, rx) = watch::channel(Endpoints::default());
+        let client = reqwest::Client::builder()
+            // A blocking query holds the request for up to WAIT; add room for Consul's jitter.
+            .timeout(BLOCKING_WAIT + Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .expect("a client without TLS always builds");
+        for service in [PRIMARY_SERVICE, REPLICA_SERVICE] {
+            let watcher = Watcher {
+                client: client.clone(),
+                base: base.clone(),
+                service,
+                tx: tx.clone(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(watcher.run());
+        }
+        Discovery { rx }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Endpoints> {
+        self.rx.clone()
+    }
+}
+
+/// How long Consul may hold one blocking query open before answering "no change".
+const BLOCKING_WAIT: Duration = Duration::from_secs(30);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+struct Watcher {
+    client: reqwest::Client,
+    base: reqwest::Url,
+    service: &'static str,
+    tx: watch::Sender<Endpoints>,
+    metrics: Metrics,
+}
+
+impl Watcher {
+    async fn run(self) {
+        let mut index: u64 = 0;
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            match self.poll(index).await {
+                Ok((next_index, addrs)) => {
+                    backoff = BACKOFF_MIN;
+                    // Consul's rule: an index that goes backwards means start over.
+                    index = if next_index < index { 0 } else { next_index };
+                    self.publish(addrs);
+                    if next_index == 0 {
+                        // Without an index the query cannot block: don't spin.
+                        tokio::time::sleep(BACKOFF_MIN).await;
+                    }
+                }
+                Err(err) => {
+                    warn!(service = self.service, cause = %err, retry_in_ms = backoff.as_millis() as u64,
+                        "consul query failed; keeping the last known endpoints");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    index = 0;
+                }
+            }
+        }
+    }
+
+    async fn poll(&self, index: u64) -> anyhow::Result<(u64, Vec<SocketAddr>)> {
+        let mut url = self.base.join(&format!("v1/health/service/{}", self.service))?;
+        url.query_pairs_mut()
+            .append_pair("passing", "1")
+            .append_pair("index", &index.to_string())
+            .append_pair("wait", &format!("{}s", BLOCKING_WAIT.as_secs()));
+        let response = self.client.get(url).send().await?.error_for_status()?;
+        let next_index = response
+            .headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let body = response.bytes().await?;
+        Ok((next_index, parse_health(&body)?))
+    }
+
+    fn publish(&self, addrs: Vec<SocketAddr>) {
+        let service = self.service;
+        let changed = self.tx.send_if_modified(|endpoints| {
+            let next = match service {
+                PRIMARY_SERVICE => Endpoints { primary: single(&addrs, service), ..endpoints.clone() },
+                _ => Endpoints { replicas: addrs.clone(), ..endpoints.clone() },
+            };
+            let changed = *endpoints != next;
+            *endpoints = next;
+            changed
+        });
+        if changed {
+            self.metrics.discovery_change(service);
+            info!(service, endpoints = ?addrs, "redis endpoints changed");
+        }
+    }
+}
+
+fn single(addrs: &[SocketAddr], service: &str) -> Option<SocketAddr> {
+    match addrs {
+        [one] => Some(*one),
+        [] => None,
+        many => {
+            warn!(service, endpoints = ?many, "more than one healthy primary; refusing writes until one remains");
+            None
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthEntry {
+    node: Node,
+    service: Service,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Node {
+    address: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Service {
+    #[serde(default)]
+    address: String,
+    port: u16,
+}
+
+/// Parses Consul's `/v1/health/service/<name>` answer into socket addresses, sorted
+/// so that equal sets compare equal. The service address wins over the node's, as
+/// Consul documents; entries whose address is not an IP are skipped with a warning.
+pub fn parse_health(body: &[u8]) -> anyhow::Result<Vec<SocketAddr>> {
+    let entries: Vec<HealthEntry> = serde_json::from_slice(body)?;
+    let mut addrs: Vec<SocketAddr> = entries
+        .into_iter()
+        .filter_map(|e| {
+            let host = if e.service.address.is_empty() { e.node.address } else { e.service.address };
+            match host.parse() {
+                Ok(ip) => Some(SocketAddr::new(ip, e.service.port)),
+                Err(_) => {
+                    warn!(address = %host, "skipping a redis instance whose address is not an IP");
+                    None
+                }
+            }
+        })
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_health_prefers_the_service_address_and_sorts() {
+        let body = br#"[
+          {"Node":{"Address":"10.0.0.9"},"Service":{"Address":"198.18.0.12","Port":6379},"Checks":[]},
+          {"Node":{"Address":"198.18.0.11"},"Service":{"Address":"","Port":6379}}
+        ]"#;
+        let addrs = parse_health(body).unwrap();
+        assert_eq!(addrs, vec!["198.18.0.11:6379".parse().unwrap(), "198.18.0.12:6379".parse().unwrap()]);
+    }
+
+    #[test]
+    fn parse_health_skips_hostnames_and_rejects_garbage() {
+        let body = br#"[{"Node":{"Address":"redis.example"},"Service":{"Address":"","Port":1}}]"#;
+        assert!(parse_health(body).unwrap().is_empty());
+        assert!(parse_health(b"{not json").is_err());
+        assert!(parse_health(br#"[{"Node":{},"Service":{"Port":70000}}]"#).is_err());
+    }
+
+    #[test]
+    fn two_primaries_mean_no_primary() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        assert_eq!(single(&[a], "p"), Some(a));
+        assert_eq!(single(&[a, b], "p"), None);
+        assert_eq!(single(&[], "p"), None);
+    }
+}

@@ -1,0 +1,143 @@
+//! The public contract (`GET /`, `GET|POST /inc`) and the per-instance endpoints
+//! (`/health/live`, `/health/ready`, `/metrics`). Every request gets a span with
+//! its request id, which is echoed in the response.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
+use tracing::{Instrument, info_span, warn};
+
+use super::negotiate::{Format, negotiate};
+use super::request_id;
+use super::response::{self, Body};
+use crate::config::Role;
+use crate::logic::{CountStore, Side};
+use crate::metrics::Metrics;
+
+/// `/inc` needs no body; anything larger than this is refused unread.
+const MAX_BODY_BYTES: usize = 1024;
+/// A slow body must not hold a connection past this.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The routes of one service: the store it uses and which half of the contract it serves.
+pub struct Routes<S> {
+    pub store: S,
+    pub role: Role,
+    pub metrics: Metrics,
+}
+
+impl<S: CountStore> Routes<S> {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id::from_headers(req.headers());
+        let span = info_span!("request", request_id = %request_id);
+        let (route, mut response) = self.route(req).instrument(span).await;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        self.metrics.request(route, response.status().as_u16(), started.elapsed());
+        response
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+        let method = req.method().clone();
+        let reading = matches!(method, Method::GET | Method::HEAD);
+        match req.uri().path() {
+            "/health/live" if reading => ("/health/live", response::text(StatusCode::OK, "live\n")),
+            "/health/ready" if reading => ("/health/ready", self.ready().await),
+            "/metrics" if reading => ("/metrics", response::metrics(self.metrics.encode())),
+            "/health/live" | "/health/ready" | "/metrics" => ("other", response::method_not_allowed("GET, HEAD")),
+            "/" if self.role.reads() => match reading {
+                true => ("/", self.read(&req).await),
+                false => ("/", response::method_not_allowed("GET, HEAD")),
+            },
+            "/inc" if self.role.increments() => match method {
+                Method::GET | Method::POST => ("/inc", self.increment(req).await),
+                _ => ("/inc", response::method_not_allowed("GET, POST")),
+            },
+            _ => ("other", response::error(StatusCode::NOT_FOUND, "not_found", "no such route")),
+        }
+    }
+
+    async fn read(&self, req: &Request<Incoming>) -> Response<Body> {
+        let format = match accepted(req, &[Format::Text, Format::Json, Format::Html]) {
+            Ok(format) => format,
+            Err(response) => return response,
+        };
+        // The page fetches the count itself: serving it needs no store.
+        if format == Format::Html {
+            return response::count(crate::logic::Count(0), Format::Html);
+        }
+        match self.store.get().await {
+            Ok(count) => response::count(count, format),
+            Err(err) => {
+                warn!(cause = %err, "read failed");
+                response::store_error(&err)
+            }
+        }
+    }
+
+    async fn increment(&self, req: Request<Incoming>) -> Response<Body> {
+        // Everything that can refuse the request is checked before the count changes.
+        let format = match accepted(&req, &[Format::Text, Format::Json]) {
+            Ok(format) => format,
+            Err(response) => return response,
+        };
+        if let Err(response) = drain_small_body(req).await {
+            return response;
+        }
+        match self.store.increment().await {
+            Ok(count) => response::count(count, format),
+            Err(err) => {
+                warn!(cause = %err, "increment failed");
+                response::store_error(&err)
+            }
+        }
+    }
+
+    async fn ready(&self) -> Response<Body> {
+        let side = if self.role.increments() { Side::Write } else { Side::Read };
+        match self.store.probe(side).await {
+            Ok(()) => response::text(StatusCode::OK, "ready\n"),
+            Err(err) => {
+                warn!(cause = %err, "not ready");
+                response::unavailable(1, "not_ready", "store unreachable")
+            }
+        }
+    }
+}
+
+// The refusal is the response itself, built once per refused request: boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+fn accepted(req: &Request<Incoming>, offered: &[Format]) -> Result<Format, Response<Body>> {
+    let accept = match req.headers().get(header::ACCEPT).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(accept)) => Some(accept),
+        Some(Err(_)) => {
+            return Err(response::error(StatusCode::BAD_REQUEST, "bad_accept", "Accept header is not text"));
+        }
+    };
+    negotiate(accept, offered).ok_or_else(|| {
+        response::error(StatusCode::NOT_ACCEPTABLE, "not_acceptable", "can answer text/plain or application/json only")
+    })
+}
+
+#[allow(clippy::result_large_err)]
+/// Reads and discards a body of at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
+async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> {
+    let too_large = || response::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large");
+    let body = req.into_body();
+    if body.is_end_stream() {
+        return Ok(());
+    }
+    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(response::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body too slow")),
+    }
+}

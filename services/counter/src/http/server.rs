@@ -1,0 +1,99 @@
+//! The HTTP/1.1 server: keep-alive, a header read timeout and size cap (slowloris,
+//! huge headers), a cap on open connections, accept errors logged and survived,
+//! and a graceful drain bounded by the caller's timeout.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use super::response::Body;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// A client must send its whole request head within this.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line + headers) read before answering 431.
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    /// Longest wait for in-flight requests after shutdown starts.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            max_connections: 4096,
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting
+/// (new connections are refused), lets in-flight requests finish and closes idle
+/// keep-alive connections, waiting at most `limits.drain_timeout`.
+pub async fn serve<H, Fut>(listener: TcpListener, handler: H, limits: Limits, shutdown: impl Future<Output = ()>)
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // EMFILE and friends pass; don't spin on them.
+                    warn!(cause = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |req| {
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                debug!(cause = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    info!(drain_timeout_s = limits.drain_timeout.as_secs_f64(), "shutting down: no new connections, draining");
+    match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => info!("drained"),
+        Err(_) => warn!("drain timed out; closing the remaining connections"),
+    }
+}

@@ -1,0 +1,35 @@
+//! Counter: the shared library behind the `web` and `web-inc` services.
+//!
+//! The logic ([`CountStore`], owned by [`logic`]) knows nothing of Redis or Consul;
+//! [`RedisStore`] implements it, [`Discovery`] tells it where Redis is, and
+//! [`Application`] wires one to the other and serves the HTTP contract of
+//! `ARCHITECTURE.md`. The binaries only pick a [`Role`] and call [`run`].
+//!
+//! # Layout
+//! - [`logic`]: the count, the [`CountStore`] trait the logic needs, its errors.
+//! - [`redis_store`]: the Redis adapter: replica reads with fallback, group-committed
+//!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers.
+//! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries.
+//! - [`http`]: the hardened hyper server, routing, content negotiation, request ids.
+//! - [`config`], [`telemetry`], [`metrics`]: flags and env, logs, Prometheus.
+//! - [`app`]: `Application::build` / `port` / `run_until_stopped`, and [`run`].
+//! - [`memory_store`]: an in-memory [`CountStore`] for unit tests of the logic.
+
+pub mod app;
+pub mod breaker;
+pub mod config;
+pub mod discovery;
+pub mod http;
+pub mod logic;
+pub mod memory_store;
+pub mod metrics;
+pub mod redis_store;
+pub mod telemetry;
+
+pub use app::{Application, run};
+pub use breaker::Breaker;
+pub use config::{Config, Role};
+pub use discovery::{Discovery, Endpoints};
+pub use logic::{Count, CountStore, Side, StoreError};
+pub use memory_store::MemoryStore;
+pub use redis_store::RedisStore;

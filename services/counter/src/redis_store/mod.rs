@@ -1,0 +1,145 @@
+//! The Redis adapter behind [`CountStore`]: reads from replicas (rotating, falling
+//! back to the primary), writes to the primary as group-committed `INCRBY` + `WAIT`,
+//! every call under a timeout and a per-endpoint circuit breaker.
+
+mod nodes;
+mod queue;
+mod reader;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::breaker::BreakerSettings;
+use crate::discovery::{Discovery, Endpoints};
+use crate::logic::{Count, CountStore, Side, StoreError};
+use crate::metrics::Metrics;
+use nodes::Nodes;
+use queue::Queue;
+
+/// How the adapter talks to Redis.
+#[derive(Clone, Debug)]
+pub struct StoreSettings {
+    /// The key holding the count.
+    pub key: String,
+    /// Budget for one read or probe, across every endpoint tried.
+    pub store_timeout: Duration,
+    /// How long `WAIT` may wait for replicas before the increment is refused.
+    pub wait_timeout: Duration,
+    pub breaker: BreakerSettings,
+    /// Read batches in flight at once (they share multiplexed connections).
+    pub read_lanes: usize,
+    /// Write batches in flight at once (each on its own connection).
+    pub write_lanes: usize,
+}
+
+impl StoreSettings {
+    /// One endpoint may use half the budget, so a hung replica leaves time to
+    /// try the next one before the caller's deadline.
+    fn attempt_timeout(&self) -> Duration {
+        self.store_timeout / 2
+    }
+}
+
+pub(crate) struct Shared {
+    settings: StoreSettings,
+    endpoints: watch::Receiver<Endpoints>,
+    nodes: Nodes,
+    reads: Queue,
+    writes: Queue,
+    /// Replicas the primary last reported in sync: how many each `WAIT` waits for.
+    in_sync: AtomicI64,
+    metrics: Metrics,
+}
+
+/// The Redis [`CountStore`]. Its lanes run as tokio tasks for the life of the runtime.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+impl RedisStore {
+    /// Starts the read and write lanes and the replica tracker; needs a tokio runtime.
+    pub fn start(discovery: &Discovery, settings: StoreSettings, metrics: Metrics) -> RedisStore {
+        let nodes = Nodes::new(settings.breaker, settings.attempt_timeout(), metrics.clone());
+        let shared = Arc::new(Shared {
+            endpoints: discovery.subscribe(),
+            nodes,
+            reads: Queue::new(),
+            writes: Queue::new(),
+            in_sync: AtomicI64::new(0),
+            metrics,
+            settings,
+        });
+        for _ in 0..shared.settings.read_lanes.max(1) {
+            tokio::spawn(reader::lane(shared.clone()));
+        }
+        for _ in 0..shared.settings.write_lanes.max(1) {
+            tokio::spawn(writer::lane(shared.clone()));
+        }
+        tokio::spawn(writer::track_replicas(shared.clone()));
+        RedisStore { shared }
+    }
+
+    /// A caller waits at most this long in all: queueing plus its batch's own budget.
+    fn caller_deadline(&self, side: Side) -> Duration {
+        let s = &self.shared.settings;
+        match side {
+            Side::Read => s.store_timeout * 2,
+            Side::Write => s.store_timeout * 2 + s.wait_timeout,
+        }
+    }
+
+    async fn bounded(&self, side: Side, what: &str, queue: &Queue) -> Result<Count, StoreError> {
+        match tokio::time::timeout(self.caller_deadline(side), queue.call(what)).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::unavailable(format!("{what}: timed out waiting for the store"))),
+        }
+    }
+
+    async fn ping(&self, addr: std::net::SocketAddr) -> Result<(), StoreError> {
+        self.shared
+            .nodes
+            .call(addr, self.shared.settings.attempt_timeout(), |mut conn| async move {
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            })
+            .await
+            .map(drop)
+            .map_err(|err| err.into_store_error(&format!("pinging {addr}")))
+    }
+}
+
+impl CountStore for RedisStore {
+    async fn get(&self) -> Result<Count, StoreError> {
+        self.bounded(Side::Read, "reading the count", &self.shared.reads).await
+    }
+
+    async fn increment(&self) -> Result<Count, StoreError> {
+        self.bounded(Side::Write, "incrementing", &self.shared.writes).await
+    }
+
+    async fn probe(&self, side: Side) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.shared.settings.store_timeout;
+        let candidates = match side {
+            Side::Write => self.shared.endpoints.borrow().primary.into_iter().collect(),
+            Side::Read => reader::read_order(&self.shared, &AtomicUsize::new(0)),
+        };
+        let mut last = StoreError::unavailable(match side {
+            Side::Write => "no single healthy primary known",
+            Side::Read => "no redis endpoint known",
+        });
+        for addr in candidates {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match self.ping(addr).await {
+                Ok(()) => return Ok(()),
+                Err(err) => last = err,
+            }
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,154 @@
+//! Connections to Redis nodes, each behind its own circuit breaker and every call
+//! under a timeout. A node that times out or drops its connection loses its cached
+//! connection, so the next call reconnects instead of reusing a dead socket.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError};
+use tracing::warn;
+
+use crate::breaker::{Breaker, BreakerSettings};
+use crate::logic::StoreError;
+use crate::metrics::Metrics;
+
+/// Why one call to one node failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    #[error("breaker open for another {0:?}")]
+    BreakerOpen(Duration),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The node answered with an error: it is alive, the command was refused.
+    #[error("{0}")]
+    Refused(RedisError),
+    /// The connection failed: refused, reset, or dropped.
+    #[error("{0}")]
+    Connection(RedisError),
+}
+
+impl CallError {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            CallError::BreakerOpen(_) => "breaker_open",
+            CallError::Timeout(_) => "timeout",
+            CallError::Refused(_) => "refused",
+            CallError::Connection(_) => "connection",
+        }
+    }
+
+    /// Only a wrong value or type at the key is corruption; READONLY, NOREPLICAS,
+    /// LOADING... mean "not now", which is a 503.
+    pub(crate) fn is_corruption(&self) -> bool {
+        match self {
+            CallError::Refused(err) => {
+                err.code() == Some("WRONGTYPE") || err.detail().is_some_and(|d| d.contains("not an integer"))
+            }
+            _ => false,
+        }
+    }
+
+    /// The store-level error, with a retry hint from the breaker where there is one.
+    pub(crate) fn into_store_error(self, what: &str) -> StoreError {
+        if self.is_corruption() {
+            return StoreError::Corrupt(format!("{what}: {self}"));
+        }
+        let retry_after = match self {
+            CallError::BreakerOpen(wait) => wait.max(Duration::from_secs(1)),
+            _ => Duration::from_secs(1),
+        };
+        StoreError::Unavailable { reason: format!("{what}: {self}"), retry_after }
+    }
+}
+
+pub(crate) struct Nodes {
+    /// Shared, multiplexed connections for reads and probes (std Mutex: never held across .await).
+    shared: Mutex<HashMap<SocketAddr, MultiplexedConnection>>,
+    breakers: Mutex<HashMap<SocketAddr, Arc<Breaker>>>,
+    breaker_settings: BreakerSettings,
+    connect_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl Nodes {
+    pub(crate) fn new(breaker_settings: BreakerSettings, connect_timeout: Duration, metrics: Metrics) -> Nodes {
+        Nodes { shared: Mutex::default(), breakers: Mutex::default(), breaker_settings, connect_timeout, metrics }
+    }
+
+    fn breaker(&self, addr: SocketAddr) -> Arc<Breaker> {
+        let mut breakers = self.breakers.lock().unwrap();
+        breakers.entry(addr).or_insert_with(|| Arc::new(Breaker::new(self.breaker_settings))).clone()
+    }
+
+    /// Opens a connection of its own (a writer lane needs one: `WAIT` blocks it).
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
+        let client = Client::open(format!("redis://{addr}/"))?;
+        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
+        client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    async fn shared_connection(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
+        if let Some(conn) = self.shared.lock().unwrap().get(&addr) {
+            return Ok(conn.clone());
+        }
+        let conn = self.connect(addr).await?;
+        self.shared.lock().unwrap().insert(addr, conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs `op` on the shared connection to `addr`, under the breaker and `timeout`.
+    pub(crate) async fn call<T, F, Fut>(&self, addr: SocketAddr, timeout: Duration, op: F) -> Result<T, CallError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        self.guarded(addr, timeout, async {
+            let conn = self.shared_connection(addr).await?;
+            op(conn).await
+        })
+        .await
+        .inspect_err(|err| {
+            if matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
+                self.shared.lock().unwrap().remove(&addr);
+            }
+        })
+    }
+
+    /// Runs `fut` (a call to `addr`) under the node's breaker and `timeout`,
+    /// recording the outcome.
+    pub(crate) async fn guarded<T>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, CallError> {
+        let breaker = self.breaker(addr);
+        breaker.allow(Instant::now()).map_err(CallError::BreakerOpen)?;
+        let result = match tokio::time::timeout(timeout, fut).await {
+            Err(_) => Err(CallError::Timeout(timeout)),
+            Ok(Err(err)) if is_connection_failure(&err) => Err(CallError::Connection(err)),
+            Ok(Err(err)) => Err(CallError::Refused(err)),
+            Ok(Ok(value)) => Ok(value),
+        };
+        let now = Instant::now();
+        match &result {
+            // A refusal comes from a live node: not the node's failure.
+            Ok(_) | Err(CallError::Refused(_)) => breaker.record_success(),
+            Err(err) => {
+                if breaker.record_failure(now) {
+                    warn!(endpoint = %addr, cause = %err, "circuit breaker opened");
+                }
+            }
+        }
+        self.metrics.breaker(addr.to_string(), breaker.state(now) as i64);
+        result
+    }
+}
+
+fn is_connection_failure(err: &RedisError) -> bool {
+    err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout()
+}

@@ -1,0 +1,83 @@
+//! Reads: one `GET` answers every caller queued when it was sent, from the next
+//! replica in rotation, falling back to the other replicas and then the primary.
+//! A caller queued after an acknowledged increment is answered by a `GET` sent
+//! after that acknowledgement, and the acknowledgement waited for every in-sync
+//! replica, so it sees at least that value.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::nodes::CallError;
+use crate::logic::{Count, StoreError};
+
+/// Runs one read lane until the store is dropped.
+pub(crate) async fn lane(shared: Arc<Shared>) {
+    let rotation = AtomicUsize::new(0);
+    while let Some(batch) = shared.reads.next_batch().await {
+        if batch.is_empty() {
+            continue;
+        }
+        let result = read_once(&shared, &rotation).await;
+        for reply in batch {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
+
+/// The endpoints to try, in order: replicas starting from the next in rotation, then the primary.
+pub(crate) fn read_order(shared: &Shared, rotation: &AtomicUsize) -> Vec<SocketAddr> {
+    let endpoints = shared.endpoints.borrow();
+    let n = endpoints.replicas.len();
+    let start = if n == 0 { 0 } else { rotation.fetch_add(1, Ordering::Relaxed) % n };
+    let mut order: Vec<SocketAddr> = (0..n).map(|i| endpoints.replicas[(start + i) % n]).collect();
+    if let Some(primary) = endpoints.primary
+        && !order.contains(&primary)
+    {
+        order.push(primary);
+    }
+    order
+}
+
+async fn read_once(shared: &Shared, rotation: &AtomicUsize) -> Result<Count, StoreError> {
+    let deadline = Instant::now() + shared.settings.store_timeout;
+    let mut last: Option<CallError> = None;
+    for addr in read_order(shared, rotation) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            break;
+        }
+        let attempt = remaining.min(shared.settings.attempt_timeout());
+        let key = shared.settings.key.clone();
+        let result = shared
+            .nodes
+            .call(addr, attempt, |mut conn| async move {
+                redis::cmd("GET").arg(&key).query_async::<Option<Vec<u8>>>(&mut conn).await
+            })
+            .await;
+        match result {
+            Ok(None) => return Ok(Count(0)),
+            Ok(Some(raw)) => return Count::parse(&raw),
+            Err(err) => {
+                shared.metrics.store_error("get", err.kind());
+                if !matches!(err, CallError::BreakerOpen(_)) {
+                    debug!(endpoint = %addr, cause = %err, "read failed; trying the next endpoint");
+                }
+                if err.is_corruption() {
+                    return Err(err.into_store_error("reading the count"));
+                }
+                last = Some(err);
+            }
+        }
+    }
+    let err = match last {
+        Some(err) => err.into_store_error("reading the count"),
+        None => StoreError::unavailable("reading the count: no redis endpoint known"),
+    };
+    warn!(cause = %err, "no endpoint could serve a read");
+    Err(err)
+}

@@ -1,0 +1,163 @@
+//! Writes: every caller queued when a batch is sent shares one `INCRBY key n` and
+//! one `WAIT` (group commit), pipelined in a single round trip on a connection of
+//! the lane's own (`WAIT` blocks the connection it runs on). A batch is
+//! acknowledged only when every replica currently in sync confirmed it, and at
+//! least one did: Sentinel promotes the replica it believes most up to date, so
+//! "some replica has it" would not be enough with two or more replicas.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use tracing::{debug, warn};
+
+use super::Shared;
+use super::nodes::CallError;
+use crate::logic::{Count, StoreError};
+
+/// A replica whose last acknowledgement is older than this many seconds is not in
+/// sync. Replicas acknowledge every second (and at once when `WAIT` asks), so a
+/// healthy one reads 0 or 1.
+const MAX_IN_SYNC_LAG_S: u64 = 2;
+/// How often the primary's replication state is read to know who is in sync.
+const TRACK_EVERY: Duration = Duration::from_millis(250);
+
+/// Runs one write lane until the store is dropped.
+pub(crate) async fn lane(shared: Arc<Shared>) {
+    let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
+    while let Some(batch) = shared.writes.next_batch().await {
+        if batch.is_empty() {
+            continue;
+        }
+        let n = batch.len();
+        match write_once(&shared, &mut conn, n).await {
+            Ok(Count(last)) => {
+                shared.metrics.write_batch(n);
+                // INCRBY n returned the last value: the batch owns last-n+1 ..= last.
+                for (i, reply) in batch.into_iter().enumerate() {
+                    let _ = reply.send(Ok(Count(last - (n - 1 - i) as i64)));
+                }
+            }
+            Err(err) => {
+                warn!(cause = %err, batch = n, "increment not acknowledged");
+                for reply in batch {
+                    let _ = reply.send(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+async fn write_once(
+    shared: &Shared,
+    conn: &mut Option<(SocketAddr, MultiplexedConnection)>,
+    n: usize,
+) -> Result<Count, StoreError> {
+    let primary = shared.endpoints.borrow().primary;
+    let primary = primary.ok_or_else(|| StoreError::unavailable("incrementing: no single healthy primary known"))?;
+    let wanted = shared.in_sync.load(Ordering::Relaxed).max(1);
+    let settings = &shared.settings;
+    let wait_ms = settings.wait_timeout.as_millis() as u64;
+    let result = shared
+        .nodes
+        .guarded(primary, settings.store_timeout + settings.wait_timeout, async {
+            let mut c = match conn {
+                Some((addr, c)) if *addr == primary => c.clone(),
+                _ => {
+                    let c = shared.nodes.connect(primary).await?;
+                    *conn = Some((primary, c.clone()));
+                    c
+                }
+            };
+            redis::pipe()
+                .cmd("INCRBY")
+                .arg(&settings.key)
+                .arg(n)
+                .cmd("WAIT")
+                .arg(wanted)
+                .arg(wait_ms)
+                .query_async::<(i64, i64)>(&mut c)
+                .await
+        })
+        .await;
+    match result {
+        Ok((value, confirmed)) if confirmed >= wanted => Ok(Count(value)),
+        Ok((_, confirmed)) => {
+            shared.metrics.store_error("increment", "not_replicated");
+            Err(StoreError::NotReplicated { confirmed, wanted })
+        }
+        Err(err) => {
+            shared.metrics.store_error("increment", err.kind());
+            if matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
+                *conn = None;
+            }
+            Err(err.into_store_error("incrementing"))
+        }
+    }
+}
+
+/// Keeps `shared.in_sync` at the number of replicas the primary sees in sync.
+pub(crate) async fn track_replicas(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(TRACK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let primary = shared.endpoints.borrow().primary;
+        let Some(primary) = primary else { continue };
+        let info = shared
+            .nodes
+            .call(primary, shared.settings.attempt_timeout(), |mut conn| async move {
+                redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
+            })
+            .await;
+        match info {
+            Ok(info) => {
+                let in_sync = count_in_sync(&info);
+                let before = shared.in_sync.swap(in_sync, Ordering::Relaxed);
+                if before != in_sync {
+                    debug!(before, in_sync, "replicas in sync changed");
+                }
+            }
+            Err(err) => debug!(endpoint = %primary, cause = %err, "reading replication state failed"),
+        }
+    }
+}
+
+/// Counts the replicas in `INFO replication` that are online with a recent ack:
+/// lines like `slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0`.
+pub(crate) fn count_in_sync(info: &str) -> i64 {
+    info.lines()
+        .filter(|line| line.starts_with("slave") && line.as_bytes().get(5).is_some_and(u8::is_ascii_digit))
+        .filter(|line| {
+            let field = |name: &str| {
+                line.split([':', ',']).find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+            };
+            field("state") == Some("online")
+                && field("lag")
+                    .and_then(|lag| lag.trim().parse::<u64>().ok())
+                    .is_some_and(|lag| lag <= MAX_IN_SYNC_LAG_S)
+        })
+        .count() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_in_sync;
+
+    #[test]
+    fn counts_online_replicas_with_a_recent_ack() {
+        let info = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+            slave0:ip=127.0.0.1,port=6381,state=online,offset=100,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=6382,state=online,offset=90,lag=7\r\n\
+            slave2:ip=127.0.0.1,port=6383,state=wait_bgsave,offset=0,lag=0\r\n\
+            slave_read_repl_offset:100\r\nmaster_repl_offset:100\r\n";
+        assert_eq!(count_in_sync(info), 1);
+    }
+
+    #[test]
+    fn no_replicas_means_zero() {
+        assert_eq!(count_in_sync("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"), 0);
+    }
+}

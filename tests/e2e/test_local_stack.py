@@ -1,0 +1,162 @@
+"""End-to-end tests of the local stack (scripts/up), through its real parts:
+Traefik, Nomad, Consul, the services and Redis.
+
+Tests never assume a fresh count: other runs and people share the stack, so
+increments are checked relative to the value the test starts from.
+"""
+
+import os
+import re
+import signal
+
+import pytest
+
+from conftest import (CONSUL, GATEWAY, STATE, TRAEFIK_API, get_json, http,
+                      run, wait_for)
+
+JOBS = ["traefik", "web", "web-inc"]
+
+
+def count_of(response):
+    assert response.status == 200, f"{response.status}: {response.text}"
+    return int(response.text.strip())
+
+
+# --- the reference's behaviour --------------------------------------------
+
+def test_each_inc_adds_one_and_root_shows_the_last_value():
+    first = count_of(http(GATEWAY + "/inc"))
+    second = count_of(http(GATEWAY + "/inc"))
+    third = count_of(http(GATEWAY + "/inc"))
+
+    assert [second, third] == [first + 1, first + 2]
+    # Reads go to a replica, yet show at least every acknowledged increment.
+    assert count_of(http(GATEWAY + "/")) == first + 2
+
+
+def test_post_inc_increments_the_count():
+    before = count_of(http(GATEWAY + "/"))
+
+    after = count_of(http(GATEWAY + "/inc", method="POST", data=b""))
+
+    assert after == before + 1
+    assert count_of(http(GATEWAY + "/")) == after
+
+
+def test_json_is_served_when_asked_for():
+    accept = {"Accept": "application/json"}
+
+    inc = http(GATEWAY + "/inc", method="POST", headers=accept, data=b"")
+    read = http(GATEWAY + "/", headers=accept)
+
+    for r in (inc, read):
+        assert r.status == 200, r.text
+        assert r.headers.get_content_type() == "application/json"
+    assert isinstance(inc.json()["count"], int)
+    assert read.json()["count"] == inc.json()["count"]
+
+
+def test_an_unknown_path_is_a_json_404():
+    r = http(GATEWAY + "/no-such-page")
+
+    assert r.status == 404
+    body = r.json()
+    assert set(body) >= {"error", "code"}
+
+
+# --- routing -----------------------------------------------------------------
+
+def test_traefik_routes_inc_above_the_catch_all_and_never_retries_it():
+    routers = {r["name"]: r for r in get_json(TRAEFIK_API + "/http/routers")}
+
+    web, web_inc = routers["web@consulcatalog"], routers["web-inc@consulcatalog"]
+    assert web["rule"] == "PathPrefix(`/`)" and web["priority"] == 1
+    assert web_inc["rule"] == "PathPrefix(`/inc`)" and web_inc["priority"] == 100
+    assert web_inc["priority"] > web["priority"]
+    # An increment is not idempotent: no retry middleware in front of web-inc.
+    assert not web_inc.get("middlewares")
+    middlewares = {m["name"]: m for m in get_json(TRAEFIK_API + "/http/middlewares")}
+    assert not any("retry" in middlewares.get(m, {}) for m in web_inc.get("middlewares", []))
+
+
+# --- Consul and Nomad --------------------------------------------------------
+
+def test_consul_lists_the_services_and_both_redis_names():
+    out = run("consul", "catalog", "services").stdout.split()
+
+    assert {"web", "web-inc", "redis-primary", "redis-replica"} <= set(out)
+
+
+def test_exactly_one_redis_instance_passes_as_primary_and_one_as_replica():
+    primaries = get_json(CONSUL + "/v1/health/service/redis-primary?passing")
+    replicas = get_json(CONSUL + "/v1/health/service/redis-replica?passing")
+
+    assert len(primaries) == 1 and len(replicas) == 1
+    primary_port = primaries[0]["Service"]["Port"]
+    replica_port = replicas[0]["Service"]["Port"]
+    assert {primary_port, replica_port} == {6380, 6381}
+    # And Redis agrees with Consul.
+    assert run("redis-cli", "-p", str(primary_port), "ROLE").stdout.split()[0] == "master"
+    assert run("redis-cli", "-p", str(replica_port), "ROLE").stdout.split()[0] == "slave"
+
+
+@pytest.mark.parametrize("job,count", [("web", 2), ("web-inc", 1)])
+def test_nomad_runs_the_services(job, count):
+    out = run("nomad", "job", "status", job).stdout
+
+    assert re.search(r"^Status\s*=\s*running$", out, re.M), out
+    running = [line for line in out.splitlines()
+               if re.match(r"^[0-9a-f]{8}\s", line) and " run " in line and "running" in line]
+    assert len(running) == count, out
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_planning_an_unchanged_job_shows_no_changes(job):
+    var_file = STATE / "jobs" / f"{job}.vars.hcl"
+    assert var_file.exists(), f"{var_file} missing: scripts/up writes it"
+
+    p = run("nomad", "job", "plan", f"-var-file={var_file}", f"nomad/{job}.nomad.hcl", check=False)
+
+    # Exit 0: no allocation would be created or destroyed.
+    assert p.returncode == 0, p.stdout + p.stderr
+    diff = p.stdout.split("Scheduler dry-run:")[0]
+    changed = [line for line in diff.splitlines() if re.match(r"^\s*(\+/-|\+|-)\s", line)]
+    assert changed == [], diff
+    assert re.search(rf'^Job: "{job}"$', diff, re.M), diff
+
+
+# --- readiness gates routing ----------------------------------------------
+
+def web_servers():
+    service = http(TRAEFIK_API + "/http/services/web@consulcatalog")
+    if service.status != 200:
+        return set()
+    return {s["url"] for s in service.json().get("loadBalancer", {}).get("servers", [])}
+
+
+def pid_listening_on(port):
+    out = run("ss", "-Hltnp", f"sport = :{port}").stdout
+    m = re.search(r"pid=(\d+)", out)
+    assert m, f"no process found listening on {port}: {out!r}"
+    return int(m.group(1))
+
+
+def test_traefik_stops_routing_to_an_unready_instance_and_resumes_when_it_recovers():
+    servers = wait_for("two web servers in Traefik", lambda: len(web_servers()) == 2 and web_servers())
+    victim = sorted(servers)[0]
+    pid = pid_listening_on(int(victim.rsplit(":", 1)[1]))
+
+    # A stopped process cannot answer its readiness check: Consul marks it
+    # critical after the 1 s timeout and Traefik drops it.
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        remaining = wait_for("Traefik to drop the stopped instance",
+                             lambda: (s := web_servers()) and victim not in s and s)
+        assert len(remaining) == 1
+        statuses = [http(GATEWAY + "/").status for _ in range(20)]
+        assert statuses == [200] * 20
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    wait_for("Traefik to route to the instance again", lambda: victim in web_servers())
+    assert len(web_servers()) == 2
