@@ -48,7 +48,8 @@ pub fn metrics(body: String) -> Response<Body> {
 
 /// `{"error":"...","code":"..."}` on one line. Messages are fixed strings: never echo input.
 pub fn error(status: StatusCode, code: &'static str, message: &'static str) -> Response<Body> {
-    let body = serde_json::json!({ "error": message, "code": code }).to_string() + "\n";
+    let message = serde_json::to_string(message).expect("a str always serializes");
+    let body = format!("{{\"error\":{message},\"code\":\"{code}\"}}\n");
     with_type(status, "application/json", body)
 }
 

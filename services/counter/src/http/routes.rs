@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::negotiate::{Format, negotiate};
 use super::request_id;
@@ -33,11 +33,13 @@ impl<S: CountStore> Routes<S> {
         let started = Instant::now();
         let request_id = request_id::from_headers(req.headers());
         let span = info_span!("request", request_id = %request_id);
-        let (route, mut response) = self.route(req).instrument(span).await;
+        let (route, mut response) = self.route(req).instrument(span.clone()).await;
+        let status = response.status().as_u16();
+        span.in_scope(|| debug!(route, status, elapsed_us = started.elapsed().as_micros() as u64, "answered"));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
-        self.metrics.request(route, response.status().as_u16(), started.elapsed());
+        self.metrics.request(route, status, started.elapsed());
         response
     }
 

@@ -45,9 +45,12 @@ impl CallError {
     /// LOADING... mean "not now", which is a 503.
     pub(crate) fn is_corruption(&self) -> bool {
         match self {
-            CallError::Refused(err) => {
-                err.code() == Some("WRONGTYPE") || err.detail().is_some_and(|d| d.contains("not an integer"))
-            }
+            // Pipelined commands report their server errors as a list.
+            CallError::Refused(err) => err.clone().into_server_errors().is_some_and(|errors| {
+                errors
+                    .iter()
+                    .any(|(_, e)| e.code() == "WRONGTYPE" || e.details().is_some_and(|d| d.contains("not an integer")))
+            }),
             _ => false,
         }
     }
@@ -87,7 +90,10 @@ impl Nodes {
     /// Opens a connection of its own (a writer lane needs one: `WAIT` blocks it).
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
         let client = Client::open(format!("redis://{addr}/"))?;
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
+        // No response timeout of the client's own: each call carries ours, and a
+        // writer's WAIT legitimately outlasts the client's default.
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout)).set_response_timeout(None);
         client.get_multiplexed_async_connection_with_config(&config).await
     }
 

@@ -1,0 +1,66 @@
+//! Discovery through a real Consul dev agent.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use counter::{Discovery, Role, metrics::Metrics};
+use testkit::{ConsulAgent, RedisServer};
+
+use crate::helpers::{blocking, client};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_follows_a_change_of_redis_primary_within_two_seconds() {
+    let consul = blocking(ConsulAgent::dev).await;
+    consul.register("redis-primary", "primary-a", 7001);
+    let discovery = Discovery::consul(consul.url().parse().unwrap(), Metrics::new());
+    let mut endpoints = discovery.subscribe();
+    let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+    let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), endpoints.wait_for(|e| e.primary == Some(a)))
+        .await
+        .expect("the first primary is discovered")
+        .unwrap();
+
+    let switched = Instant::now();
+    consul.register("redis-primary", "primary-b", 7002);
+    consul.deregister("primary-a");
+    tokio::time::timeout(Duration::from_secs(2), endpoints.wait_for(|e| e.primary == Some(b)))
+        .await
+        .expect("the new primary is seen within 2 s")
+        .unwrap();
+
+    assert!(switched.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_reads_from_whichever_replica_consul_names() {
+    let (consul, first, second) = blocking(|| {
+        let (first, second) = (RedisServer::primary(), RedisServer::primary());
+        first.cli(&["SET", "counter", "11"]);
+        second.cli(&["SET", "counter", "22"]);
+        (ConsulAgent::dev(), first, second)
+    })
+    .await;
+    consul.register("redis-replica", "replica-1", first.port);
+    let config = counter::Config::from_iter_or_exit(
+        Role::Web,
+        ["web", "--listen", "127.0.0.1:0", "--consul", &consul.url(), "--store-timeout-ms", "500"],
+    );
+    let app = counter::Application::build(&config).await.unwrap();
+    let url = format!("http://{}/", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let read = || async { client().get(&url).send().await.unwrap().text().await.unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read().await.trim() != "11" {
+        assert!(Instant::now() < deadline, "the first replica was never read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    consul.register("redis-replica", "replica-2", second.port);
+    consul.deregister("replica-1");
+    let switched = Instant::now();
+    while read().await.trim() != "22" {
+        assert!(switched.elapsed() < Duration::from_secs(2), "the new replica was not read within 2 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

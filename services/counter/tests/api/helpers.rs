@@ -1,0 +1,73 @@
+//! Spawning an application against real Redis, and a client for it.
+
+use std::time::Duration;
+
+use counter::{Application, Config, Role};
+use testkit::RedisServer;
+
+/// A running service plus the Redis pair behind it.
+pub struct TestApp {
+    pub addr: String,
+    pub client: reqwest::Client,
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+}
+
+/// Redis primary + replica and one process serving both routes.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Role::All, &[]).await
+}
+
+pub async fn spawn_app_with(role: Role, extra: &[&str]) -> TestApp {
+    let (primary, replica) = tokio::task::spawn_blocking(|| {
+        let primary = RedisServer::primary();
+        let replica = RedisServer::replica_of(&primary);
+        (primary, replica)
+    })
+    .await
+    .unwrap();
+    let addr = spawn_service(role, &primary, &[&replica], extra).await;
+    TestApp { addr, client: client(), primary, replica }
+}
+
+/// Starts a service in this process on a free port; returns its base URL.
+pub async fn spawn_service(role: Role, primary: &RedisServer, replicas: &[&RedisServer], extra: &[&str]) -> String {
+    let replicas: Vec<String> = replicas.iter().map(|r| r.addr()).collect();
+    let mut args = vec!["counter".to_string(), "--listen".into(), "127.0.0.1:0".into()];
+    args.extend(["--redis-primary".into(), primary.addr()]);
+    if !replicas.is_empty() {
+        args.extend(["--redis-replicas".into(), replicas.join(",")]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = Config::from_iter_or_exit(role, args);
+    let app = Application::build(&config).await.expect("building the application");
+    let addr = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    addr
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.addr)).send().await.expect("request failed")
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.addr)).send().await.expect("request failed")
+    }
+
+    /// The body of a successful text answer, as a number.
+    pub async fn count_at(&self, path: &str) -> i64 {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.text().await.unwrap().trim().parse().expect("a decimal count")
+    }
+}
+
+/// Runs blocking harness work (redis-cli, signals) off the async runtime.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}

@@ -1,0 +1,8 @@
+//! Black-box tests of the services, in process on port 0, against real
+//! `redis-server` processes (and a real Consul dev agent for discovery).
+
+mod contract;
+mod discovery;
+mod helpers;
+mod hostile;
+mod store;

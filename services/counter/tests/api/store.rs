@@ -1,0 +1,119 @@
+//! The Redis adapter's promises: replica reads with fallback, bounded failures,
+//! and no acknowledgement before a replica has the increment.
+
+use std::time::{Duration, Instant};
+
+use counter::Role;
+
+use crate::helpers::{blocking, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_come_from_the_replica_then_fall_back_to_the_primary_then_fail_fast() {
+    let mut app = spawn_app_with(Role::Web, &["--store-timeout-ms", "500"]).await;
+    // Detach the replica and give it its own value, so an answer says where it came from.
+    assert_eq!(app.replica.cli(&["REPLICAOF", "NO", "ONE"]), "OK");
+    app.replica.cli(&["SET", "counter", "700"]);
+    app.primary.cli(&["SET", "counter", "5"]);
+
+    assert_eq!(app.count_at("/").await, 700, "read from the replica");
+
+    app.replica.kill();
+    assert_eq!(app.count_at("/").await, 5, "fell back to the primary");
+
+    app.primary.kill();
+    let started = Instant::now();
+    let down = app.get("/").await;
+    let took = started.elapsed();
+    assert_eq!(down.status(), 503);
+    assert!(down.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(down.json::<serde_json::Value>().await.unwrap()["code"], "store_unavailable");
+    assert!(took < Duration::from_secs(2), "answered in {took:?}, not a hang");
+    assert_eq!(app.get("/health/ready").await.status(), 503, "not ready without a store");
+    assert_eq!(app.get("/health/live").await.status(), 200, "but alive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_replica_costs_a_bounded_wait_and_reads_still_succeed() {
+    let app = spawn_app_with(Role::Web, &["--store-timeout-ms", "600"]).await;
+    app.primary.cli(&["SET", "counter", "9"]);
+    let replica_port = app.replica.port;
+    blocking(move || {
+        testkit::wait_for("replication", Duration::from_secs(5), || {
+            std::process::Command::new("redis-cli")
+                .args(["-p", &replica_port.to_string(), "GET", "counter"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "9")
+        })
+    })
+    .await;
+
+    app.replica.pause();
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(app.count_at("/").await, 9, "the primary answers when the replica hangs");
+    }
+    let took = started.elapsed();
+    app.replica.resume();
+
+    assert!(took < Duration::from_secs(3), "five reads took {took:?}: the breaker should skip the hung replica");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_is_acknowledged_only_after_a_replica_has_it() {
+    let app = spawn_app_with(Role::WebInc, &["--wait-timeout-ms", "200"]).await;
+    assert_eq!(app.count_at("/inc").await, 1);
+
+    app.replica.pause();
+    for _ in 0..3 {
+        let refused = app.post("/inc").await;
+        assert_eq!(refused.status(), 503, "never a 200 while no replica can confirm");
+        assert_eq!(refused.headers()["retry-after"], "1");
+        assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["code"], "not_replicated");
+    }
+    app.replica.resume();
+
+    // The refused increments were applied on the primary but never acknowledged;
+    // after recovery the count is consistent on both nodes.
+    let after = app.count_at("/inc").await;
+    assert_eq!(after, 5);
+    assert_eq!(app.primary.count("counter"), 5);
+    let replica_port = app.replica.port;
+    blocking(move || {
+        testkit::wait_for("the replica to catch up", Duration::from_secs(5), || {
+            std::process::Command::new("redis-cli")
+                .args(["-p", &replica_port.to_string(), "GET", "counter"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "5")
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn increments_fail_fast_with_503_when_the_primary_is_gone() {
+    let mut app = spawn_app_with(Role::WebInc, &[]).await;
+    app.primary.kill();
+
+    let started = Instant::now();
+    let refused = app.post("/inc").await;
+
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(app.get("/health/ready").await.status(), 503, "web-inc is not ready without a primary");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_integer_counter_is_a_500_in_json_not_a_panic() {
+    let app = spawn_app_with(Role::All, &[]).await;
+    app.primary.cli(&["SET", "counter", "not-a-number"]);
+    app.primary.cli(&["WAIT", "1", "1000"]);
+
+    let read = app.get("/").await;
+    let inc = app.post("/inc").await;
+
+    assert_eq!(read.status(), 500);
+    assert_eq!(read.json::<serde_json::Value>().await.unwrap()["code"], "internal");
+    assert_eq!(inc.status(), 500);
+    assert_eq!(app.get("/health/live").await.status(), 200, "still up");
+}
