@@ -104,11 +104,15 @@ unit_values() {
 # (a leading "-" ignores failure, as systemd does) and creates its
 # StateDirectory=.
 unit_run_pre() {
-  local unit=$1 instance=$2 line w words ignore cmd
+  local unit=$1 instance=$2 dirs pres line w words ignore cmd
+  # Captured first: a die inside a process substitution would go unnoticed.
+  dirs=$(unit_values "$unit" "$instance" StateDirectory) || exit 1
+  pres=$(unit_values "$unit" "$instance" ExecStartPre) || exit 1
   while IFS= read -r line; do
-    mkdir -p "$(map_unit_path "/var/lib/$line")"
-  done < <(unit_values "$unit" "$instance" StateDirectory)
+    [[ -n $line ]] && mkdir -p "$(map_unit_path "/var/lib/$line")"
+  done <<<"$dirs"
   while IFS= read -r line; do
+    [[ -n $line ]] || continue
     ignore=false
     [[ $line == -* ]] && ignore=true && line=${line#-}
     read -ra words <<<"$line"
@@ -117,13 +121,13 @@ unit_run_pre() {
     if ! "${cmd[@]}" && ! $ignore; then
       die "systemd/$unit: ExecStartPre failed: ${cmd[*]}"
     fi
-  done < <(unit_values "$unit" "$instance" ExecStartPre)
+  done <<<"$pres"
 }
 
 # unit_command <unit file> <instance>: the unit's ExecStart, mapped, one word a line.
 unit_command() {
   local line w words
-  line=$(unit_values "$1" "$2" ExecStart)
+  line=$(unit_values "$1" "$2" ExecStart) || exit 1
   [[ -n $line && $line != *$'\n'* ]] || die "systemd/$1: expected exactly one ExecStart="
   read -ra words <<<"$line"
   for w in "${words[@]}"; do map_unit_path "$w"; done
@@ -213,7 +217,7 @@ require_ports_free() {
 
 # start_component <name>: starts it in the background unless already running.
 start_component() {
-  local name=$1 pid unit cmd=()
+  local name=$1 pid unit words cmd=()
   if pid=$(component_pid "$name"); then
     log "$name: already running (pid $pid)"
     return
@@ -225,7 +229,8 @@ start_component() {
     # shellcheck disable=SC2086 # "<unit> [<instance>]"
     unit_run_pre $unit
   fi
-  mapfile -t cmd < <(component_command "$name")
+  words=$(component_command "$name") || exit 1
+  mapfile -t cmd <<<"$words"
   # setsid: the process outlives this script and ignores its Ctrl-C.
   (cd "$COUNTER_STATE" && exec setsid "${cmd[@]}" </dev/null >>"$LOG_DIR/$name.log" 2>&1) &
   pid=$!

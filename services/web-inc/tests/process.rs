@@ -68,7 +68,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 
 #[test]
 fn bad_config_exits_2_naming_the_key() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--redis-primary", "127.0.0.1:1", "--store-timeout-ms", "soon"], &[], "--store-timeout-ms"),
         (&["--redis-primary", "not-an-address"], &[], "--redis-primary"),
         (&["--redis-primary", "127.0.0.1:1"], &[("COUNTER_WAIT_TIMEOUT_MS", "0")], "--wait-timeout-ms"),
