@@ -99,6 +99,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
 
+    /// Store reads in flight at once; concurrent readers share each one (coalescing)
+    #[arg(long, env = "COUNTER_READ_LANES", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub read_lanes: u16,
+
+    /// Increment batches in flight at once, each one INCRBY + WAIT on its own connection (group commit)
+    #[arg(long, env = "COUNTER_WRITE_LANES", value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub write_lanes: u16,
+
     /// Directory for a daily-rolling JSON log file, besides stdout
     #[arg(long, env = "COUNTER_LOG_DIR", value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
@@ -190,8 +200,8 @@ impl Config {
                 failures: self.breaker_failures,
                 cooldown: Duration::from_millis(self.breaker_cooldown_ms),
             },
-            read_lanes: 4,
-            write_lanes: 2,
+            read_lanes: usize::from(self.read_lanes),
+            write_lanes: usize::from(self.write_lanes),
         }
     }
 }
