@@ -34,6 +34,12 @@ client {
   # Allocations get their addresses (NOMAD_IP_<label>) from loopback, so the
   # services, their Consul registrations and Traefik's backends stay there.
   network_interface = "lo"
+
+  options = {
+    # No cloud metadata service on a development machine: probing one only
+    # slows startup, and env_aws aborts the agent when AWS_CA_BUNDLE is set.
+    "fingerprint.denylist" = "env_aws,env_gce,env_azure,env_digitalocean"
+  }
 }
 
 # PLUGINS

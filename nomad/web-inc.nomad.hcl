@@ -30,8 +30,13 @@ job "web-inc" {
   type = "service"
 
   # Rolling updates gated on the readiness check; a version that never gets
-  # healthy is rolled back to the last good one.
+  # healthy is rolled back to the last good one. One canary first, promoted
+  # automatically once healthy: a new instance is serving before any old one
+  # stops, which matters most at count = 1 (without it, the only instance
+  # stops first and Traefik has no route for the gap).
   update {
+    canary            = 1
+    auto_promote      = true
     max_parallel      = 1
     health_check      = "checks"
     min_healthy_time  = "5s"

@@ -104,7 +104,7 @@ unit_values() {
 # (a leading "-" ignores failure, as systemd does) and creates its
 # StateDirectory=.
 unit_run_pre() {
-  local unit=$1 instance=$2 dirs pres line w words ignore cmd
+  local unit=$1 instance=${2:-} dirs pres line w words ignore cmd
   # Captured first: a die inside a process substitution would go unnoticed.
   dirs=$(unit_values "$unit" "$instance" StateDirectory) || exit 1
   pres=$(unit_values "$unit" "$instance" ExecStartPre) || exit 1
@@ -127,7 +127,7 @@ unit_run_pre() {
 # unit_command <unit file> <instance>: the unit's ExecStart, mapped, one word a line.
 unit_command() {
   local line w words
-  line=$(unit_values "$1" "$2" ExecStart) || exit 1
+  line=$(unit_values "$1" "${2:-}" ExecStart) || exit 1
   [[ -n $line && $line != *$'\n'* ]] || die "systemd/$1: expected exactly one ExecStart="
   read -ra words <<<"$line"
   for w in "${words[@]}"; do map_unit_path "$w"; done
@@ -273,15 +273,46 @@ stop_pid() {
   done
 }
 
-# stop_component <name>: stops it with its unit's KillSignal, if it runs.
+# descendants <pid>: "<pid> <start time>" of every process below <pid>.
+descendants() {
+  local root=$1 proc pid ppid frontier=("$1") next found
+  declare -A parent=()
+  for proc in /proc/[0-9]*; do
+    pid=${proc#/proc/}
+    ppid=$(proc_field "$pid" 4) && parent[$pid]=$ppid
+  done
+  while ((${#frontier[@]})); do
+    next=()
+    for pid in "${!parent[@]}"; do
+      for found in "${frontier[@]}"; do
+        if [[ ${parent[$pid]} == "$found" && $pid != "$root" ]]; then
+          echo "$pid $(proc_start_time "$pid")"
+          next+=("$pid")
+        fi
+      done
+    done
+    frontier=("${next[@]}")
+  done
+}
+
+# stop_component <name>: stops it with its unit's KillSignal, if it runs, then
+# whatever it started that outlived it (Nomad's executors, log shippers and
+# tasks: nomad.service keeps them across agent restarts, scripts/down does
+# not).
 stop_component() {
-  local name=$1 pid unit sig=SIGTERM
+  local name=$1 pid unit sig=SIGTERM children child started
   if pid=$(component_pid "$name"); then
     if unit=$(component_unit "$name"); then
       sig=$(unit_kill_signal "${unit%% *}")
     fi
+    children=$(descendants "$pid")
     log "$name: stopping (pid $pid, $sig)"
     stop_pid "$name" "$pid" "$sig" 30
+    while read -r child started; do
+      [[ -n $child && $(proc_start_time "$child") == "$started" ]] || continue
+      log "$name: stopping its leftover $(readlink "/proc/$child/exe" 2>/dev/null) (pid $child)"
+      stop_pid "$name child" "$child" SIGTERM 15
+    done <<<"$children"
   fi
   rm -f "$RUN_DIR/$name.pid"
 }
