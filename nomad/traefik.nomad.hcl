@@ -11,6 +11,12 @@ variable "traefik_binary" {
   default     = "/usr/local/bin/traefik"
 }
 
+variable "traefik_fallback" {
+  type        = string
+  description = "Traefik dynamic configuration with the 503 fallback routers, read by the nomad CLI at submission."
+  default     = "traefik/fallback.yml"
+}
+
 variable "traefik_config" {
   type        = string
   description = "Traefik static configuration file, read by the nomad CLI at submission (a relative path starts at the current directory)."
@@ -70,6 +76,15 @@ job "traefik" {
 
       # Traefik finishes in-flight requests for up to graceTimeOut (5 s in
       # traefik.yml) after SIGTERM; 10 s leaves room before SIGKILL.
+      template {
+        data            = file(var.traefik_fallback)
+        destination     = "local/fallback.yml"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        # Traefik's file provider reloads it by itself; no restart.
+        change_mode = "noop"
+      }
+
       kill_signal  = "SIGTERM"
       kill_timeout = "10s"
 

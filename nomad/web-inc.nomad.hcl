@@ -62,7 +62,8 @@ job "web-inc" {
         "traefik.enable=true",
         "traefik.http.routers.web-inc.entrypoints=web",
         "traefik.http.routers.web-inc.rule=PathPrefix(`/inc`)",
-        # Above web's catch-all PathPrefix(`/`) (priority 1).
+        # Above web's catch-all PathPrefix(`/`) (10) and the 503 fallback for
+        # /inc (50, traefik/fallback.yml).
         "traefik.http.routers.web-inc.priority=100",
       ]
 

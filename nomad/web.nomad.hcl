@@ -59,8 +59,9 @@ job "web" {
         "traefik.enable=true",
         "traefik.http.routers.web.entrypoints=web",
         "traefik.http.routers.web.rule=PathPrefix(`/`)",
-        # The catch-all: lowest priority, so /inc (priority 100) wins.
-        "traefik.http.routers.web.priority=1",
+        # The catch-all: below /inc (100) and its fallback (50), above the
+        # 503 fallback for / (1, traefik/fallback.yml).
+        "traefik.http.routers.web.priority=10",
         # Reads are idempotent: a request that could not reach one instance
         # is sent to another. web-inc has no such middleware.
         "traefik.http.routers.web.middlewares=web-retry",

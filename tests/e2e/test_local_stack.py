@@ -70,7 +70,7 @@ def test_traefik_routes_inc_above_the_catch_all_and_never_retries_it():
     routers = {r["name"]: r for r in get_json(TRAEFIK_API + "/http/routers")}
 
     web, web_inc = routers["web@consulcatalog"], routers["web-inc@consulcatalog"]
-    assert web["rule"] == "PathPrefix(`/`)" and web["priority"] == 1
+    assert web["rule"] == "PathPrefix(`/`)" and web["priority"] == 10
     assert web_inc["rule"] == "PathPrefix(`/inc`)" and web_inc["priority"] == 100
     assert web_inc["priority"] > web["priority"]
     # An increment is not idempotent: no retry middleware in front of web-inc.
@@ -160,3 +160,30 @@ def test_traefik_stops_routing_to_an_unready_instance_and_resumes_when_it_recove
 
     wait_for("Traefik to route to the instance again", lambda: victim in web_servers())
     assert len(web_servers()) == 2
+
+
+def web_inc_servers():
+    service = http(TRAEFIK_API + "/http/services/web-inc@consulcatalog")
+    if service.status != 200:
+        return set()
+    return {s["url"] for s in service.json().get("loadBalancer", {}).get("servers", [])}
+
+
+def test_with_no_ready_instance_the_gateway_answers_503_with_retry_after_not_404():
+    (only,) = wait_for("one web-inc server in Traefik", lambda: len(web_inc_servers()) == 1 and web_inc_servers())
+    pid = pid_listening_on(int(only.rsplit(":", 1)[1]))
+    before = int(http(GATEWAY + "/").text.strip())
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for("Traefik to drop the only web-inc instance", lambda: not web_inc_servers())
+        r = http(GATEWAY + "/inc", method="POST")
+        assert r.status == 503, (r.status, r.text)
+        assert r.headers.get("Retry-After") == "1"
+        assert http(GATEWAY + "/").status == 200, "reads are unaffected"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    wait_for("Traefik to route to web-inc again", lambda: web_inc_servers() == {only})
+    after = int(http(GATEWAY + "/inc").text.strip())
+    assert after == before + 1, "the refused increment was never counted"
