@@ -1,17 +1,33 @@
-//! Benchmark baseline: the services' own HTTP server answering a constant, no
-//! store. `web` measured against it shows what the store and logic cost.
-//!
-//! usage: constant [ADDR:PORT]   (default 127.0.0.1:8999)
+//! Benchmark baselines on the services' own HTTP server:
+//!   constant [ADDR]          answers a constant: the HTTP stack alone
+//!   constant [ADDR] memory   the real routes over an in-memory store: the
+//!                            stack plus routing, negotiation, request ids,
+//!                            spans and metrics, without Redis
+//! `web` measured against them shows what each layer costs.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
+use counter::http::{Limits, Routes, serve};
+use counter::{MemoryStore, Role, app::shutdown_signal, metrics::Metrics};
 use http::Response;
 use http_body_util::Full;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8999".into());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8999".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let handler = |_req| async { Response::new(Full::new(Bytes::from_static(b"42\n"))) };
-    counter::http::serve(listener, handler, counter::http::Limits::default(), counter::app::shutdown_signal()).await;
+    if args.next().as_deref() == Some("memory") {
+        let routes = Arc::new(Routes { store: MemoryStore::new(), role: Role::All, metrics: Metrics::new() });
+        let handler = move |req| {
+            let routes = routes.clone();
+            async move { routes.handle(req).await }
+        };
+        serve(listener, handler, Limits::default(), shutdown_signal()).await;
+    } else {
+        let handler = |_req| async { Response::new(Full::new(Bytes::from_static(b"42\n"))) };
+        serve(listener, handler, Limits::default(), shutdown_signal()).await;
+    }
     Ok(())
 }
