@@ -26,6 +26,18 @@ variable "consul_http_addr" {
   default     = "http://127.0.0.1:8500"
 }
 
+variable "count" {
+  type        = number
+  description = "Allocations of web-inc: 1 on one machine, more in the cluster (scripts/cluster passes it)."
+  default     = 1
+}
+
+variable "distinct_hosts" {
+  type        = bool
+  description = "Place no two allocations on the same machine (true in the cluster; false on one machine, where it would leave allocations unplaced)."
+  default     = false
+}
+
 job "web-inc" {
   type = "service"
 
@@ -46,7 +58,13 @@ job "web-inc" {
   }
 
   group "web-inc" {
-    count = 1
+    count = var.count
+
+    # Spread over machines so losing one loses one instance, not all.
+    constraint {
+      operator = "distinct_hosts"
+      value    = var.distinct_hosts
+    }
 
     network {
       port "http" {}

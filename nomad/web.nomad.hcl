@@ -25,6 +25,18 @@ variable "consul_http_addr" {
   default     = "http://127.0.0.1:8500"
 }
 
+variable "count" {
+  type        = number
+  description = "Allocations of web: 2 on one machine, more in the cluster (scripts/cluster passes it)."
+  default     = 2
+}
+
+variable "distinct_hosts" {
+  type        = bool
+  description = "Place no two allocations on the same machine (true in the cluster; false on one machine, where it would leave allocations unplaced)."
+  default     = false
+}
+
 job "web" {
   type = "service"
 
@@ -45,7 +57,13 @@ job "web" {
   }
 
   group "web" {
-    count = 2
+    count = var.count
+
+    # Spread over machines so losing one loses one instance, not all.
+    constraint {
+      operator = "distinct_hosts"
+      value    = var.distinct_hosts
+    }
 
     network {
       port "http" {}
