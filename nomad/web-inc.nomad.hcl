@@ -32,6 +32,12 @@ variable "count" {
   default     = 1
 }
 
+variable "release" {
+  type        = string
+  description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
+  default     = "initial"
+}
+
 variable "distinct_hosts" {
   type        = bool
   description = "Place no two allocations on the same machine (true in the cluster; false on one machine, where it would leave allocations unplaced)."
@@ -39,6 +45,10 @@ variable "distinct_hosts" {
 }
 
 job "web-inc" {
+  meta {
+    release = var.release
+  }
+
   type = "service"
 
   # Rolling updates gated on the readiness check; a version that never gets

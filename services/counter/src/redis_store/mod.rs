@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     writes: Queue,
     /// Replicas the primary last reported in sync: how many each `WAIT` waits for.
     in_sync: AtomicI64,
+    /// The last non-empty set of healthy replicas, read while a failover leaves
+    /// no healthy node at all (std Mutex: never held across .await).
+    last_known_replicas: std::sync::Mutex<Vec<std::net::SocketAddr>>,
     metrics: Metrics,
 }
 
@@ -71,6 +74,7 @@ impl RedisStore {
             reads: Queue::new(),
             writes: Queue::new(),
             in_sync: AtomicI64::new(0),
+            last_known_replicas: std::sync::Mutex::default(),
             metrics,
             settings,
         });

@@ -30,11 +30,26 @@ pub(crate) async fn lane(shared: Arc<Shared>) {
 }
 
 /// The endpoints to try, in order: replicas starting from the next in rotation, then the primary.
+///
+/// During a failover there is a moment with no healthy primary and no replica
+/// whose link is up (their primary just died). Then the last replicas known to
+/// be healthy are read: with no primary anywhere, no increment can be
+/// acknowledged, so they hold every acknowledged one. The moment Consul names
+/// a primary or a healthy replica again, only those are used.
 pub(crate) fn read_order(shared: &Shared, rotation: &AtomicUsize) -> Vec<SocketAddr> {
     let endpoints = shared.endpoints.borrow();
-    let n = endpoints.replicas.len();
+    let mut last_known = shared.last_known_replicas.lock().unwrap();
+    let replicas: &[SocketAddr] = if !endpoints.replicas.is_empty() {
+        last_known.clone_from(&endpoints.replicas);
+        &endpoints.replicas
+    } else if endpoints.primary.is_none() {
+        &last_known
+    } else {
+        &[]
+    };
+    let n = replicas.len();
     let start = if n == 0 { 0 } else { rotation.fetch_add(1, Ordering::Relaxed) % n };
-    let mut order: Vec<SocketAddr> = (0..n).map(|i| endpoints.replicas[(start + i) % n]).collect();
+    let mut order: Vec<SocketAddr> = (0..n).map(|i| replicas[(start + i) % n]).collect();
     if let Some(primary) = endpoints.primary
         && !order.contains(&primary)
     {

@@ -64,3 +64,49 @@ async fn a_service_reads_from_whichever_replica_consul_names() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_a_failover_leaves_no_healthy_node_reads_use_the_last_known_replicas() {
+    let (consul, replica, primary) = blocking(|| {
+        let (replica, primary) = (RedisServer::primary(), RedisServer::primary());
+        replica.cli(&["SET", "counter", "7"]);
+        primary.cli(&["SET", "counter", "8"]);
+        (ConsulAgent::dev(), replica, primary)
+    })
+    .await;
+    consul.register("redis-replica", "replica", replica.port);
+    let config = counter::Config::from_iter_or_exit(
+        Role::Web,
+        ["web", "--listen", "127.0.0.1:0", "--consul", &consul.url(), "--store-timeout-ms", "500"],
+    );
+    let app = counter::Application::build(&config).await.unwrap();
+    let url = format!("http://{}/", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let read = || async { client().get(&url).send().await.unwrap().text().await.unwrap() };
+    let until = |want: &'static str| {
+        let read = &read;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let got = read().await;
+                if got.trim() == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "wanted {want}, still reading {got:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    until("7").await;
+
+    // The replica's link is down (its check fails) and no primary passes yet.
+    consul.deregister("replica");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..5 {
+        assert_eq!(read().await.trim(), "7", "the last known replica still serves reads");
+    }
+
+    // A primary is elected: from now on only healthy nodes are read.
+    consul.register("redis-primary", "primary", primary.port);
+    until("8").await;
+}

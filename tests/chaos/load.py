@@ -1,0 +1,118 @@
+"""Bounded mixed load for the chaos runner: GET / and POST /inc against one or
+more gateways, recording every acknowledged increment's value and every error.
+
+Stops by itself after --duration seconds or --max-requests requests, whichever
+comes first. Only loopback or the project's own 198.18.0.0/15 machines are
+accepted as targets.
+
+Prints one JSON object on stdout:
+  {"acked": [values...], "attempted_inc": n, "get_ok": n, "get_errors": n,
+   "inc_errors": n, "first_error_at": s|null, "last_error_at": s|null}
+"""
+
+import argparse
+import http.client
+import ipaddress
+import json
+import random
+import sys
+import threading
+import time
+import urllib.parse
+
+ALLOWED = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.18.0.0/15")]
+
+
+def allowed(url):
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return any(ipaddress.ip_address(host) in net for net in ALLOWED)
+    except ValueError:
+        return False
+
+
+class Results:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.acked = []
+        self.attempted_inc = 0
+        self.get_ok = self.get_errors = self.inc_errors = 0
+        self.error_times = []
+        self.error_kinds = {}
+
+    def error(self, started, kind):
+        self.error_times.append(time.monotonic() - started)
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+def worker(gateways, inc_share, deadline, budget, results, started, seed):
+    rng = random.Random(seed)
+    conns = {}
+    while time.monotonic() < deadline:
+        with results.lock:
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+        url = rng.choice(gateways)
+        parts = urllib.parse.urlsplit(url)
+        is_inc = rng.random() < inc_share
+        method, path = ("POST", "/inc") if is_inc else ("GET", "/")
+        try:
+            conn = conns.get(url) or http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+            conns[url] = conn
+            conn.request(method, path, headers={"Accept": "text/plain"})
+            resp = conn.getresponse()
+            body = resp.read()
+            ok = resp.status == 200
+            kind = f"{method} {resp.status}"
+        except (OSError, http.client.HTTPException) as e:
+            conns.pop(url, None)
+            ok, body, kind = False, b"", f"{method} {type(e).__name__}"
+        with results.lock:
+            if is_inc:
+                results.attempted_inc += 1
+                if ok:
+                    results.acked.append(int(body))
+                else:
+                    results.inc_errors += 1
+                    results.error(started, kind)
+            elif ok:
+                results.get_ok += 1
+            else:
+                results.get_errors += 1
+                results.error(started, kind)
+        if not ok:
+            time.sleep(0.05)  # a failing target is not hammered
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("gateways", nargs="+", help="base URLs, e.g. http://198.18.0.11:8080")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds (max 600)")
+    p.add_argument("--max-requests", type=int, default=200_000)
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--inc-share", type=float, default=0.3, help="fraction of requests that are /inc")
+    args = p.parse_args()
+    bad = [g for g in args.gateways if not allowed(g)]
+    if bad:
+        sys.exit(f"refusing non-test targets {bad}: only 127.0.0.0/8 and 198.18.0.0/15")
+    duration = min(args.duration, 600.0)
+    results, started = Results(), time.monotonic()
+    deadline, budget = started + duration, [args.max_requests]
+    threads = [threading.Thread(target=worker, args=(args.gateways, args.inc_share, deadline, budget, results, started, i))
+               for i in range(args.workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(duration + 30)
+    times = results.error_times
+    print(json.dumps({
+        "acked": results.acked, "attempted_inc": results.attempted_inc,
+        "get_ok": results.get_ok, "get_errors": results.get_errors, "inc_errors": results.inc_errors,
+        "error_kinds": results.error_kinds,
+        "first_error_at": min(times) if times else None, "last_error_at": max(times) if times else None,
+    }))
+
+
+if __name__ == "__main__":
+    main()

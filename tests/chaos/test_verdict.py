@@ -1,0 +1,30 @@
+"""Unit tests of the chaos judge: it must catch a loss, not just count."""
+
+from verdict import verdict
+
+LOAD = {"get_errors": 0, "inc_errors": 0}
+
+
+def test_a_clean_run_loses_nothing():
+    line, problems = verdict("x", {**LOAD, "acked": [11, 12, 13], "attempted_inc": 4}, 10, 14, 1.0)
+    assert problems == []
+    assert "acked=3 attempted=4 final=14 lost=0" in line
+
+
+def test_a_counter_that_went_back_is_caught_by_reused_values():
+    # 12 and 13 were acknowledged, then a failover lost them and the counter
+    # counted up from 11 again: 12 is handed out twice.
+    load = {**LOAD, "acked": [11, 12, 13, 12], "attempted_inc": 4}
+    line, problems = verdict("x", load, 10, 12, 1.0)
+    assert "lost=2" in line
+    assert problems
+
+
+def test_acknowledged_values_above_the_final_count_are_lost():
+    _, problems = verdict("x", {**LOAD, "acked": [11, 12, 13], "attempted_inc": 3}, 10, 12, 1.0)
+    assert any("lost" in p for p in problems)
+
+
+def test_a_final_count_beyond_the_attempts_is_an_error():
+    _, problems = verdict("x", {**LOAD, "acked": [11], "attempted_inc": 1}, 10, 15, 1.0)
+    assert any("more than" in p for p in problems)

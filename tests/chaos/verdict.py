@@ -1,0 +1,44 @@
+"""The chaos runner's judge: from the load's results and the counts before and
+after, computes lost increments and prints the one-line verdict.
+
+Every acknowledged increment returned the value the counter reached with it,
+and values are handed out once each. So, with I the count before the load and
+F the count after recovery, every acknowledged value must be distinct and lie
+in (I, F]. An increment lost in a failover shows up either as a value above F
+or as a value handed out twice (the counter went back and counted up again):
+  lost = acknowledged - |distinct acknowledged values in (I, F]|
+"""
+
+import json
+import sys
+
+
+def verdict(scenario, load, initial, final, recovery_s):
+    acked = load["acked"]
+    kept = {v for v in acked if initial < v <= final}
+    lost = len(acked) - len(kept)
+    attempted = load["attempted_inc"]
+    problems = []
+    if lost:
+        problems.append(f"{lost} acknowledged increment(s) lost")
+    if final - initial > attempted:
+        problems.append(f"final count grew by {final - initial}, more than the {attempted} attempted")
+    line = (f"chaos {scenario}: acked={len(acked)} attempted={attempted} final={final} lost={lost} "
+            f"get_errors={load['get_errors']} inc_errors={load['inc_errors']} recovery_s={recovery_s:.1f}")
+    return line, problems
+
+
+def main():
+    scenario, initial, final, recovery_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    load = json.load(sys.stdin)
+    line, problems = verdict(scenario, load, initial, final, recovery_s)
+    print(line)
+    if load.get("error_kinds"):
+        print(f"chaos {scenario}: errors by kind: {load['error_kinds']}", file=sys.stderr)
+    for p in problems:
+        print(f"chaos {scenario}: INVARIANT BROKEN: {p}", file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
