@@ -32,16 +32,22 @@ variable "count" {
   default     = 1
 }
 
-variable "release" {
-  type        = string
-  description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
-  default     = "initial"
+variable "canary" {
+  type        = number
+  description = "Canaries per rollout: 1 on one machine (a new instance is healthy before an old one stops), 0 in the cluster, where distinct_hosts leaves no machine free for one."
+  default     = 1
 }
 
 variable "distinct_hosts" {
   type        = bool
-  description = "Place no two allocations on the same machine (true in the cluster; false on one machine, where it would leave allocations unplaced)."
+  description = "Never place two instances on one machine (true in the cluster; false on one machine, where it would leave instances unplaced)."
   default     = false
+}
+
+variable "release" {
+  type        = string
+  description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
+  default     = "initial"
 }
 
 job "web-inc" {
@@ -57,8 +63,8 @@ job "web-inc" {
   # stops, which matters most at count = 1 (without it, the only instance
   # stops first and Traefik has no route for the gap).
   update {
-    canary            = 1
-    auto_promote      = true
+    canary            = var.canary
+    auto_promote      = var.canary > 0
     max_parallel      = 1
     health_check      = "checks"
     min_healthy_time  = "5s"
@@ -70,7 +76,14 @@ job "web-inc" {
   group "web-inc" {
     count = var.count
 
-    # Spread over machines so losing one loses one instance, not all.
+    # One instance per machine, so losing a machine loses one instance, not
+    # all: a hard rule in the cluster (distinct_hosts, rollouts without a
+    # canary), a preference otherwise. The spread also makes the scheduler
+    # score every machine rather than the first two it samples.
+    spread {
+      attribute = "${node.unique.id}"
+    }
+
     constraint {
       operator = "distinct_hosts"
       value    = var.distinct_hosts
@@ -92,6 +105,11 @@ job "web-inc" {
         "traefik.http.routers.web-inc.rule=PathPrefix(`/inc`)",
         # Above web's catch-all PathPrefix(`/`) (10) and the 503 fallback for
         # /inc (50, traefik/fallback.yml).
+        # Traefik's own probe of each instance, every second: it ejects a dead
+        # instance before Consul's failure detection notices a lost machine.
+        "traefik.http.services.web-inc.loadbalancer.healthcheck.path=/health/ready",
+        "traefik.http.services.web-inc.loadbalancer.healthcheck.interval=1s",
+        "traefik.http.services.web-inc.loadbalancer.healthcheck.timeout=500ms",
         "traefik.http.routers.web-inc.priority=100",
       ]
 

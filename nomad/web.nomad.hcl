@@ -31,16 +31,22 @@ variable "count" {
   default     = 2
 }
 
-variable "release" {
-  type        = string
-  description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
-  default     = "initial"
+variable "canary" {
+  type        = number
+  description = "Canaries per rollout: 1 on one machine (a new instance is healthy before an old one stops), 0 in the cluster, where distinct_hosts leaves no machine free for one."
+  default     = 1
 }
 
 variable "distinct_hosts" {
   type        = bool
-  description = "Place no two allocations on the same machine (true in the cluster; false on one machine, where it would leave allocations unplaced)."
+  description = "Never place two instances on one machine (true in the cluster; false on one machine, where it would leave instances unplaced)."
   default     = false
+}
+
+variable "release" {
+  type        = string
+  description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
+  default     = "initial"
 }
 
 job "web" {
@@ -56,8 +62,8 @@ job "web" {
   # stops, which matters most at count = 1 (without it, the only instance
   # stops first and Traefik has no route for the gap).
   update {
-    canary            = 1
-    auto_promote      = true
+    canary            = var.canary
+    auto_promote      = var.canary > 0
     max_parallel      = 1
     health_check      = "checks"
     min_healthy_time  = "5s"
@@ -69,7 +75,14 @@ job "web" {
   group "web" {
     count = var.count
 
-    # Spread over machines so losing one loses one instance, not all.
+    # One instance per machine, so losing a machine loses one instance, not
+    # all: a hard rule in the cluster (distinct_hosts, rollouts without a
+    # canary), a preference otherwise. The spread also makes the scheduler
+    # score every machine rather than the first two it samples.
+    spread {
+      attribute = "${node.unique.id}"
+    }
+
     constraint {
       operator = "distinct_hosts"
       value    = var.distinct_hosts
@@ -89,11 +102,16 @@ job "web" {
         "traefik.http.routers.web.rule=PathPrefix(`/`)",
         # The catch-all: below /inc (100) and its fallback (50), above the
         # 503 fallback for / (1, traefik/fallback.yml).
+        # Traefik's own probe of each instance, every second: it ejects a dead
+        # instance before Consul's failure detection notices a lost machine.
+        "traefik.http.services.web.loadbalancer.healthcheck.path=/health/ready",
+        "traefik.http.services.web.loadbalancer.healthcheck.interval=1s",
+        "traefik.http.services.web.loadbalancer.healthcheck.timeout=500ms",
         "traefik.http.routers.web.priority=10",
         # Reads are idempotent: a request that could not reach one instance
         # is sent to another. web-inc has no such middleware.
         "traefik.http.routers.web.middlewares=web-retry",
-        "traefik.http.middlewares.web-retry.retry.attempts=2",
+        "traefik.http.middlewares.web-retry.retry.attempts=3",
       ]
 
       # Traefik routes only to instances whose check passes. No check_restart:

@@ -28,3 +28,11 @@ def test_acknowledged_values_above_the_final_count_are_lost():
 def test_a_final_count_beyond_the_attempts_is_an_error():
     _, problems = verdict("x", {**LOAD, "acked": [11], "attempted_inc": 1}, 10, 15, 1.0)
     assert any("more than" in p for p in problems)
+
+
+def test_the_runners_own_probe_increments_count_as_attempts():
+    load = {**LOAD, "acked": [11, 12], "attempted_inc": 2}
+    _, problems = verdict("x", load, 10, 13, 1.0, probes=1)
+    assert problems == []
+    _, problems = verdict("x", load, 10, 13, 1.0, probes=0)
+    assert problems

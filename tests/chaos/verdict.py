@@ -13,11 +13,12 @@ import json
 import sys
 
 
-def verdict(scenario, load, initial, final, recovery_s):
+def verdict(scenario, load, initial, final, recovery_s, probes=0):
+    """probes: increments the runner sent itself (its recovery checks)."""
     acked = load["acked"]
     kept = {v for v in acked if initial < v <= final}
     lost = len(acked) - len(kept)
-    attempted = load["attempted_inc"]
+    attempted = load["attempted_inc"] + probes
     problems = []
     if lost:
         problems.append(f"{lost} acknowledged increment(s) lost")
@@ -30,8 +31,9 @@ def verdict(scenario, load, initial, final, recovery_s):
 
 def main():
     scenario, initial, final, recovery_s = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    probes = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     load = json.load(sys.stdin)
-    line, problems = verdict(scenario, load, initial, final, recovery_s)
+    line, problems = verdict(scenario, load, initial, final, recovery_s, probes)
     print(line)
     if load.get("error_kinds"):
         print(f"chaos {scenario}: errors by kind: {load['error_kinds']}", file=sys.stderr)
