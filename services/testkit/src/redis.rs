@@ -30,6 +30,20 @@ impl RedisServer {
         replica
     }
 
+    /// A primary and one synced replica of it.
+    pub fn pair() -> (RedisServer, RedisServer) {
+        let primary = RedisServer::primary();
+        let replica = RedisServer::replica_of(&primary);
+        (primary, replica)
+    }
+
+    /// Waits until `key` holds `value` here (replication is asynchronous).
+    pub fn wait_for_value(&self, key: &str, value: &str) {
+        wait_for(&format!("{key} = {value} on :{}", self.port), Duration::from_secs(5), || {
+            self.cli(&["GET", key]) == value
+        });
+    }
+
     fn start(extra: &[&str]) -> RedisServer {
         let port = free_port();
         let dir = scratch_dir("redis");

@@ -10,13 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_web-inc");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_in_flight_increments_finish_refuses_new_connections_and_exits_0() {
-    let (primary, replica) = tokio::task::spawn_blocking(|| {
-        let primary = RedisServer::primary();
-        let replica = RedisServer::replica_of(&primary);
-        (primary, replica)
-    })
-    .await
-    .unwrap();
+    let (primary, replica) = tokio::task::spawn_blocking(RedisServer::pair).await.unwrap();
     let mut service = ServiceProcess::start(
         Path::new(BIN),
         &["--redis-primary", &primary.addr(), "--wait-timeout-ms", "5000", "--drain-timeout", "8"],

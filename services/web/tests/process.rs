@@ -13,7 +13,7 @@ fn binds_nomads_address_serves_reads_and_logs_json_lines_with_the_request_id() {
     let primary = RedisServer::primary();
     let replica = RedisServer::replica_of(&primary);
     primary.cli(&["SET", "counter", "41"]);
-    primary.cli(&["WAIT", "1", "1000"]);
+    replica.wait_for_value("counter", "41");
     let port = free_port();
     let log_dir = scratch_dir("web-logs");
     let mut child = Command::new(BIN)

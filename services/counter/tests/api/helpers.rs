@@ -19,13 +19,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(role: Role, extra: &[&str]) -> TestApp {
-    let (primary, replica) = tokio::task::spawn_blocking(|| {
-        let primary = RedisServer::primary();
-        let replica = RedisServer::replica_of(&primary);
-        (primary, replica)
-    })
-    .await
-    .unwrap();
+    let (primary, replica) = blocking(RedisServer::pair).await;
     let addr = spawn_service(role, &primary, &[&replica], extra).await;
     TestApp { addr, client: client(), primary, replica }
 }

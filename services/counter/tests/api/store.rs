@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use counter::Role;
 
-use crate::helpers::{blocking, spawn_app_with};
+use crate::helpers::spawn_app_with;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_come_from_the_replica_then_fall_back_to_the_primary_then_fail_fast() {
@@ -36,16 +36,7 @@ async fn reads_come_from_the_replica_then_fall_back_to_the_primary_then_fail_fas
 async fn a_hung_replica_costs_a_bounded_wait_and_reads_still_succeed() {
     let app = spawn_app_with(Role::Web, &["--store-timeout-ms", "600"]).await;
     app.primary.cli(&["SET", "counter", "9"]);
-    let replica_port = app.replica.port;
-    blocking(move || {
-        testkit::wait_for("replication", Duration::from_secs(5), || {
-            std::process::Command::new("redis-cli")
-                .args(["-p", &replica_port.to_string(), "GET", "counter"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "9")
-        })
-    })
-    .await;
+    app.replica.wait_for_value("counter", "9");
 
     app.replica.pause();
     let started = Instant::now();
@@ -60,7 +51,7 @@ async fn a_hung_replica_costs_a_bounded_wait_and_reads_still_succeed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_increment_is_acknowledged_only_after_a_replica_has_it() {
-    let app = spawn_app_with(Role::WebInc, &["--wait-timeout-ms", "200"]).await;
+    let app = spawn_app_with(Role::WebInc, &["--wait-timeout-ms", "1000"]).await;
     assert_eq!(app.count_at("/inc").await, 1);
 
     app.replica.pause();
@@ -71,22 +62,14 @@ async fn an_increment_is_acknowledged_only_after_a_replica_has_it() {
         assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["code"], "not_replicated");
     }
     app.replica.resume();
+    // The refused increments were applied on the primary (4) but never acknowledged.
+    app.replica.wait_for_value("counter", "4");
 
-    // The refused increments were applied on the primary but never acknowledged;
-    // after recovery the count is consistent on both nodes.
+    // After recovery the count is consistent on both nodes.
     let after = app.count_at("/inc").await;
     assert_eq!(after, 5);
     assert_eq!(app.primary.count("counter"), 5);
-    let replica_port = app.replica.port;
-    blocking(move || {
-        testkit::wait_for("the replica to catch up", Duration::from_secs(5), || {
-            std::process::Command::new("redis-cli")
-                .args(["-p", &replica_port.to_string(), "GET", "counter"])
-                .output()
-                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "5")
-        })
-    })
-    .await;
+    app.replica.wait_for_value("counter", "5");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -107,7 +90,7 @@ async fn increments_fail_fast_with_503_when_the_primary_is_gone() {
 async fn a_non_integer_counter_is_a_500_in_json_not_a_panic() {
     let app = spawn_app_with(Role::All, &[]).await;
     app.primary.cli(&["SET", "counter", "not-a-number"]);
-    app.primary.cli(&["WAIT", "1", "1000"]);
+    app.replica.wait_for_value("counter", "not-a-number");
 
     let read = app.get("/").await;
     let inc = app.post("/inc").await;
