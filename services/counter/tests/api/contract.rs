@@ -1,6 +1,8 @@
 //! The public HTTP contract of ARCHITECTURE.md.
 
-use crate::helpers::spawn_app;
+use counter::Role;
+
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn inc_three_times_counts_one_two_three_and_root_shows_three() {
@@ -91,14 +93,16 @@ async fn the_request_id_is_taken_from_traceparent_or_made_up_and_echoed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_concurrent_increments_count_exactly_a_thousand() {
-    let app = spawn_app().await;
+    // Generous timeouts: this is about counting, not about a starved CI machine's latency.
+    let app = spawn_app_with(Role::All, &["--wait-timeout-ms", "5000", "--store-timeout-ms", "2000"]).await;
     let before = app.count_at("/").await;
 
     let requests = (0..1000).map(|_| {
         let (client, url) = (app.client.clone(), format!("{}/inc", app.addr));
         tokio::spawn(async move {
             let response = client.post(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
+            let status = response.status();
+            assert_eq!(status, 200, "{}", response.text().await.unwrap());
             response.text().await.unwrap().trim().parse::<i64>().unwrap()
         })
     });
