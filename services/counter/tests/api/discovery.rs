@@ -32,6 +32,35 @@ async fn discovery_follows_a_change_of_redis_primary_within_two_seconds() {
     assert!(switched.elapsed() < Duration::from_secs(2));
 }
 
+/// A `web` discovering Redis through `consul`, served in this process; its `/` URL.
+async fn spawn_web_on(consul: &ConsulAgent) -> String {
+    let config = counter::Config::from_iter_or_exit(
+        Role::Web,
+        ["web", "--listen", "127.0.0.1:0", "--consul", &consul.url(), "--store-timeout-ms", "500"],
+    );
+    let app = counter::Application::build(&config).await.unwrap();
+    let url = format!("http://{}/", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    url
+}
+
+async fn read(url: &str) -> String {
+    client().get(url).send().await.unwrap().text().await.unwrap().trim().to_string()
+}
+
+/// Polls `url` until it answers `want`; panics naming `what` after `within`.
+async fn read_until(url: &str, want: &str, within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = read(url).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: wanted {want}, still reading {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_service_reads_from_whichever_replica_consul_names() {
     let (consul, first, second) = blocking(|| {
@@ -42,27 +71,13 @@ async fn a_service_reads_from_whichever_replica_consul_names() {
     })
     .await;
     consul.register("redis-replica", "replica-1", first.port);
-    let config = counter::Config::from_iter_or_exit(
-        Role::Web,
-        ["web", "--listen", "127.0.0.1:0", "--consul", &consul.url(), "--store-timeout-ms", "500"],
-    );
-    let app = counter::Application::build(&config).await.unwrap();
-    let url = format!("http://{}/", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let read = || async { client().get(&url).send().await.unwrap().text().await.unwrap() };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read().await.trim() != "11" {
-        assert!(Instant::now() < deadline, "the first replica was never read");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = spawn_web_on(&consul).await;
+    read_until(&url, "11", Duration::from_secs(5), "the first replica").await;
 
     consul.register("redis-replica", "replica-2", second.port);
     consul.deregister("replica-1");
-    let switched = Instant::now();
-    while read().await.trim() != "22" {
-        assert!(switched.elapsed() < Duration::from_secs(2), "the new replica was not read within 2 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+
+    read_until(&url, "22", Duration::from_secs(2), "the new replica within 2 s").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -75,38 +90,17 @@ async fn while_a_failover_leaves_no_healthy_node_reads_use_the_last_known_replic
     })
     .await;
     consul.register("redis-replica", "replica", replica.port);
-    let config = counter::Config::from_iter_or_exit(
-        Role::Web,
-        ["web", "--listen", "127.0.0.1:0", "--consul", &consul.url(), "--store-timeout-ms", "500"],
-    );
-    let app = counter::Application::build(&config).await.unwrap();
-    let url = format!("http://{}/", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let read = || async { client().get(&url).send().await.unwrap().text().await.unwrap() };
-    let until = |want: &'static str| {
-        let read = &read;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let got = read().await;
-                if got.trim() == want {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "wanted {want}, still reading {got:?}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    until("7").await;
+    let url = spawn_web_on(&consul).await;
+    read_until(&url, "7", Duration::from_secs(5), "the replica").await;
 
     // The replica's link is down (its check fails) and no primary passes yet.
     consul.deregister("replica");
     tokio::time::sleep(Duration::from_millis(500)).await;
     for _ in 0..5 {
-        assert_eq!(read().await.trim(), "7", "the last known replica still serves reads");
+        assert_eq!(read(&url).await, "7", "the last known replica still serves reads");
     }
 
     // A primary is elected: from now on only healthy nodes are read.
     consul.register("redis-primary", "primary", primary.port);
-    until("8").await;
+    read_until(&url, "8", Duration::from_secs(5), "the new primary").await;
 }
