@@ -52,6 +52,18 @@ plugin "raw_exec" {
   }
 }
 
+# TELEMETRY
+# The client samples each task's CPU and memory only while it publishes
+# allocation metrics (Nomad's task runner starts its stats hook only then);
+# without it /v1/client/allocation/<id>/stats reports zeros, and the
+# autoscaler's nomad-apm plugin, which reads that API, would see idle
+# allocations forever. Sampled every second (the default, stated because the
+# scaling policy's timing in nomad/web.nomad.hcl builds on it).
+telemetry {
+  publish_allocation_metrics = true
+  collection_interval        = "1s"
+}
+
 # CONSUL
 # Jobs register their services (and the checks Traefik routes on) in the
 # local Consul agent.

@@ -27,8 +27,32 @@ variable "consul_http_addr" {
 
 variable "count" {
   type        = number
-  description = "Allocations of web: 2 on one machine, more in the cluster (scripts/cluster passes it)."
+  description = "Allocations of web when the job is first submitted: 2 on one machine, more in the cluster (scripts/cluster passes it). Afterwards the autoscaler owns the count; scripts/up re-submits with -preserve-counts so it is not reset."
   default     = 2
+}
+
+variable "scaling_max" {
+  type        = number
+  description = "Most allocations the autoscaler may run: 6 on one machine; in the cluster at most one per machine (distinct_hosts), so scripts/cluster passes the number of machines (capped at 6)."
+  default     = 6
+}
+
+variable "scaling_cpu_target" {
+  type        = number
+  description = "CPU each allocation should use on average, in percent of its reservation (resources.cpu, 100 MHz): the target-value strategy sizes the group as ceil(count * avg / target). 50: scale out before instances outgrow what Nomad reserved for them (docs/autoscaling.md)."
+  default     = 50
+}
+
+variable "scaling_interval" {
+  type        = string
+  description = "How often the autoscaler reads web's CPU and decides (its evaluation_interval)."
+  default     = "5s"
+}
+
+variable "scaling_cooldown" {
+  type        = string
+  description = "How long the autoscaler leaves web alone after it changed the count: long enough for new instances to start, pass their check and take load (min_healthy_time 5 s)."
+  default     = "20s"
 }
 
 variable "canary" {
@@ -74,6 +98,35 @@ job "web" {
 
   group "web" {
     count = var.count
+
+    # Autoscaling between 2 and scaling_max allocations on Nomad's own CPU
+    # figures (docs/autoscaling.md). The nomad-autoscaler agent (started by
+    # scripts/up, config nomad/autoscaler.hcl) reads this policy from the job
+    # and changes the count through Nomad's scale API; Nomad itself only
+    # checks that count stays within min and max. The nomad-apm source reads
+    # /v1/client/allocation/<id>/stats of every running web allocation, so it
+    # needs telemetry.publish_allocation_metrics on the clients. avg_cpu-allocated
+    # is the mean, over the allocations, of CPU used as a percentage of
+    # resources.cpu; target-value asks for ceil(count * mean / target).
+    scaling {
+      enabled = true
+      min     = 2
+      max     = var.scaling_max
+
+      policy {
+        evaluation_interval = var.scaling_interval
+        cooldown            = var.scaling_cooldown
+
+        check "cpu" {
+          source = "nomad-apm"
+          query  = "avg_cpu-allocated"
+
+          strategy "target-value" {
+            target = var.scaling_cpu_target
+          }
+        }
+      }
+    }
 
     # One instance per machine, so losing a machine loses one instance, not
     # all: a hard rule in the cluster (distinct_hosts, rollouts without a

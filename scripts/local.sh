@@ -26,12 +26,14 @@ ARTIFACT_DIR=$COUNTER_CACHE/artifacts
 ARTIFACT_URL=http://127.0.0.1:$ARTIFACT_PORT
 GATEWAY_URL=http://127.0.0.1:8080
 TRAEFIK_ADMIN_URL=http://127.0.0.1:8081
+AUTOSCALER_URL=http://127.0.0.1:8082
 export CONSUL_HTTP_ADDR=http://127.0.0.1:8500
 export NOMAD_ADDR=http://127.0.0.1:4646
 
 # The processes scripts/up starts, in start order (scripts/down stops them in
 # reverse). Traefik, web and web-inc are Nomad jobs, not processes of ours.
-COMPONENTS=(redis-primary redis-replica sentinel consul nomad artifacts)
+# The autoscaler comes last: it acts on Nomad and is stopped before it.
+COMPONENTS=(redis-primary redis-replica sentinel consul nomad artifacts autoscaler)
 # The Nomad jobs, in start order: the gateway first, then what it routes to.
 JOBS=(traefik web web-inc)
 
@@ -56,6 +58,7 @@ component_ports() {
     consul) echo 8500 8300 8301 8302 8600 ;;
     nomad) echo 4646 4647 4648 ;;
     artifacts) echo "$ARTIFACT_PORT" ;;
+    autoscaler) echo 8082 ;;
     traefik) echo 8080 8081 ;;
   esac
 }
@@ -71,6 +74,7 @@ component_ready() {
     # The local node must be ready to take allocations, not only the API up.
     nomad) [[ $(curl -sf "$NOMAD_ADDR/v1/nodes") == *'"Status":"ready"'* ]] ;;
     artifacts) curl -sf -o /dev/null "$ARTIFACT_URL/" ;;
+    autoscaler) curl -sf -o /dev/null "$AUTOSCALER_URL/v1/health" ;;
   esac
 }
 
@@ -150,6 +154,9 @@ component_command() {
     case $1 in
       artifacts) printf '%s\n' python3 -m http.server --bind 127.0.0.1 \
         --directory "$ARTIFACT_DIR" "$ARTIFACT_PORT" ;;
+      # Scales web from Nomad's own allocation stats (docs/autoscaling.md).
+      autoscaler) printf '%s\n' "$COUNTER_CACHE/bin/nomad-autoscaler" agent \
+        -config="$COUNTER_ROOT/nomad/autoscaler.hcl" ;;
       *) die "unknown component $1" ;;
     esac
   fi
