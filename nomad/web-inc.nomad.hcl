@@ -44,6 +44,12 @@ variable "distinct_hosts" {
   default     = false
 }
 
+variable "secrets" {
+  type        = bool
+  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web-inc (true in the cluster, the secure mode; local mode runs open on loopback)."
+  default     = false
+}
+
 variable "release" {
   type        = string
   description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
@@ -138,6 +144,29 @@ job "web-inc" {
 
       config {
         command = "${NOMAD_TASK_DIR}/web-inc"
+      }
+
+      # Secure mode: the Redis credentials (ACL user web-inc) and the Consul token
+      # (read-only discovery of redis-primary/redis-replica) from the Nomad
+      # Variable nomad/jobs/web-inc, which only this job's tasks can read, into
+      # the task's environment. The file lives in the task's secrets dir,
+      # 0600; nothing reaches argv or a log. A changed variable restarts the
+      # task with the new values.
+      dynamic "template" {
+        for_each = var.secrets ? ["nomad/jobs/web-inc"] : []
+        content {
+          data        = <<-EOT
+            {{ with nomadVar "${template.value}" -}}
+            COUNTER_REDIS_USERNAME={{ .redis_username }}
+            COUNTER_REDIS_PASSWORD={{ .redis_password }}
+            CONSUL_HTTP_TOKEN={{ .consul_token }}
+            {{ end -}}
+          EOT
+          destination = "secrets/counter.env"
+          env         = true
+          perms       = "0600"
+          change_mode = "restart"
+        }
       }
 
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
