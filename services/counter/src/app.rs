@@ -10,12 +10,17 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tracing::{error, info};
 
-use crate::config::{Config, Role};
+use tokio::sync::watch;
+
+use crate::config::{Config, Role, TunableArgs};
 use crate::discovery::Discovery;
 use crate::http::{Limits, Routes, serve};
 use crate::logic::CountStore;
 use crate::metrics::Metrics;
 use crate::redis_store::RedisStore;
+use crate::redis_store::StoreTunables;
+use crate::reload::Reloader;
+use crate::telemetry::LogFilter;
 
 /// A bound, not yet serving, service.
 pub struct Application<S = RedisStore> {
@@ -23,6 +28,9 @@ pub struct Application<S = RedisStore> {
     addr: SocketAddr,
     routes: Arc<Routes<S>>,
     limits: Limits,
+    /// Feeds reloaded timeouts and breaker thresholds to the store.
+    store_tunables: watch::Sender<StoreTunables>,
+    metrics: Metrics,
 }
 
 impl Application<RedisStore> {
@@ -31,11 +39,17 @@ impl Application<RedisStore> {
         let metrics = Metrics::new();
         let discovery = match (config.fixed_endpoints(), &config.consul) {
             (Some(fixed), _) => Discovery::fixed(fixed),
-            (None, Some(consul)) => Discovery::consul(consul.clone(), metrics.clone()),
+            (None, Some(consul)) => {
+                let token = config.consul_token().map_err(anyhow::Error::msg)?;
+                Discovery::consul(consul.clone(), token, metrics.clone())?
+            }
             (None, None) => anyhow::bail!("no store configured: set --consul or --redis-primary"),
         };
-        let store = RedisStore::start(&discovery, config.store_settings(), metrics.clone());
-        Application::with_store(config, store, metrics).await
+        let (tx, rx) = watch::channel(effective_tunables(config)?.store());
+        let store = RedisStore::start(&discovery, config.store_settings(rx), metrics.clone());
+        let mut app = Application::with_store(config, store, metrics).await?;
+        app.store_tunables = tx;
+        Ok(app)
     }
 }
 
@@ -50,7 +64,27 @@ impl<S: CountStore> Application<S> {
             drain_timeout: config.drain_timeout(),
             ..Limits::default()
         };
-        Ok(Application { listener, addr, routes: Arc::new(Routes { store, role: config.role(), metrics }), limits })
+        let (store_tunables, _) = watch::channel(effective_tunables(config)?.store());
+        Ok(Application {
+            listener,
+            addr,
+            routes: Arc::new(Routes { store, role: config.role(), metrics: metrics.clone() }),
+            limits,
+            store_tunables,
+            metrics,
+        })
+    }
+
+    /// The SIGHUP handler of this application's reloadable settings.
+    pub fn reloader(&self, config: &Config, log: Option<LogFilter>) -> anyhow::Result<Reloader> {
+        Ok(Reloader::new(
+            config.runtime_file.clone(),
+            config.tunables.clone(),
+            effective_tunables(config)?,
+            self.store_tunables.clone(),
+            log,
+            self.metrics.clone(),
+        ))
     }
 
     pub fn port(&self) -> u16 {
@@ -72,13 +106,28 @@ impl<S: CountStore> Application<S> {
     }
 }
 
+/// The start-time settings with the runtime file, if any, laid over them.
+fn effective_tunables(config: &Config) -> anyhow::Result<TunableArgs> {
+    match &config.runtime_file {
+        Some(path) => config.tunables.overlaid_with(path).map_err(anyhow::Error::msg),
+        None => Ok(config.tunables.clone()),
+    }
+}
+
 /// The whole life of a service binary: config, telemetry, wiring, serve until
 /// SIGTERM or SIGINT. Exit 2 on bad config (from the parser), 1 on start-up failure.
 pub fn run(role: Role) -> ExitCode {
     let config = Config::from_args(role);
     let service = config.role().name();
-    let _logs = match crate::telemetry::init(service, &config.log_level, config.log_dir.as_deref()) {
-        Ok(guards) => guards,
+    let log_level = match effective_tunables(&config) {
+        Ok(tunables) => tunables.log_level,
+        Err(err) => {
+            eprintln!("{service}: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let (_logs, log_filter) = match crate::telemetry::init(service, &log_level, config.log_dir.as_deref()) {
+        Ok(logs) => logs,
         Err(err) => {
             eprintln!("{service}: {err:#}");
             return ExitCode::from(2);
@@ -100,6 +149,10 @@ pub fn run(role: Role) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        match app.reloader(&config, Some(log_filter)) {
+            Ok(reloader) => drop(tokio::spawn(reloader.run_on_sighup())),
+            Err(err) => error!(cause = format!("{err:#}"), "runtime settings will not reload"),
+        }
         info!(listen = %app.local_addr(), role = service, version = env!("CARGO_PKG_VERSION"), "serving");
         app.run_until_stopped(shutdown_signal()).await;
         info!("stopped");

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BreakerSettings {
     /// Consecutive failures that open the breaker.
     pub failures: u32,
@@ -22,12 +22,13 @@ pub enum BreakerState {
 }
 
 pub struct Breaker {
-    settings: BreakerSettings,
     /// std Mutex, not tokio's: held for a few instructions, never across .await.
     inner: Mutex<Inner>,
 }
 
 struct Inner {
+    /// Replaced by [`Breaker::retune`] when the settings are reloaded.
+    settings: BreakerSettings,
     consecutive_failures: u32,
     /// Set while open: calls are refused until then.
     open_until: Option<Instant>,
@@ -38,9 +39,13 @@ struct Inner {
 impl Breaker {
     pub fn new(settings: BreakerSettings) -> Breaker {
         Breaker {
-            settings,
-            inner: Mutex::new(Inner { consecutive_failures: 0, open_until: None, trial_in_flight: false }),
+            inner: Mutex::new(Inner { settings, consecutive_failures: 0, open_until: None, trial_in_flight: false }),
         }
+    }
+
+    /// New thresholds from a reload; they apply from the next call on.
+    pub fn retune(&self, settings: BreakerSettings) {
+        self.inner.lock().unwrap().settings = settings;
     }
 
     /// May a call go ahead now? `Err(wait)` says how long until the next trial.
@@ -49,7 +54,7 @@ impl Breaker {
         match inner.open_until {
             None => Ok(()),
             Some(until) if now < until => Err(until - now),
-            Some(_) if inner.trial_in_flight => Err(self.settings.cooldown),
+            Some(_) if inner.trial_in_flight => Err(inner.settings.cooldown),
             Some(_) => {
                 inner.trial_in_flight = true;
                 Ok(())
@@ -69,8 +74,8 @@ impl Breaker {
         let mut inner = self.inner.lock().unwrap();
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         let was_open = inner.open_until.is_some();
-        if inner.trial_in_flight || inner.consecutive_failures >= self.settings.failures {
-            inner.open_until = Some(now + self.settings.cooldown);
+        if inner.trial_in_flight || inner.consecutive_failures >= inner.settings.failures {
+            inner.open_until = Some(now + inner.settings.cooldown);
             inner.trial_in_flight = false;
         }
         !was_open && inner.open_until.is_some()

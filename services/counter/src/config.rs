@@ -11,7 +11,9 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::breaker::BreakerSettings;
 use crate::discovery::Endpoints;
-use crate::redis_store::StoreSettings;
+use tokio::sync::watch;
+
+use crate::redis_store::{RedisCredentials, StoreSettings, StoreTunables};
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -47,7 +49,11 @@ impl Role {
 /// The service's settings. Every flag also reads the environment variable named
 /// in `--help`; a flag wins over its variable.
 #[derive(Parser, Debug, Clone)]
-#[command(version, about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul")]
+#[command(
+    version,
+    about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
+    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file."
+)]
 pub struct Config {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
     #[arg(long, env = "COUNTER_LISTEN", value_name = "ADDR:PORT")]
@@ -69,25 +75,18 @@ pub struct Config {
     #[arg(long, env = "COUNTER_KEY", default_value = "counter", value_parser = parse_key)]
     pub key: String,
 
-    /// Budget for one store read or probe, in milliseconds
-    #[arg(long, env = "COUNTER_STORE_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub store_timeout_ms: u64,
+    /// Settings that may also change while the service runs (--runtime-file, SIGHUP)
+    #[command(flatten)]
+    pub tunables: TunableArgs,
 
-    /// How long an increment waits for replicas to confirm it, in milliseconds
-    #[arg(long, env = "COUNTER_WAIT_TIMEOUT_MS", value_name = "MS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub wait_timeout_ms: u64,
+    /// A file of COUNTER_*=value lines for the settings marked "reloadable", read at
+    /// start and again on SIGHUP (Nomad renders it from Consul KV); its values win
+    #[arg(long, env = "COUNTER_RUNTIME_FILE", value_name = "FILE")]
+    pub runtime_file: Option<PathBuf>,
 
-    /// Consecutive failures that open an endpoint's circuit breaker
-    #[arg(long, env = "COUNTER_BREAKER_FAILURES", value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub breaker_failures: u32,
-
-    /// How long an open breaker fails fast before a trial call, in milliseconds
-    #[arg(long, env = "COUNTER_BREAKER_COOLDOWN_MS", value_name = "MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(10..=600_000))]
-    pub breaker_cooldown_ms: u64,
+    /// Redis ACL user to authenticate as (the password comes from COUNTER_REDIS_PASSWORD only)
+    #[arg(long, env = "COUNTER_REDIS_USERNAME", value_name = "USER")]
+    pub redis_username: Option<String>,
 
     /// Longest wait for in-flight requests after SIGTERM/SIGINT, in seconds (keep below Nomad's kill_timeout)
     #[arg(long, env = "COUNTER_DRAIN_TIMEOUT", value_name = "SECS", default_value_t = 5,
@@ -113,13 +112,38 @@ pub struct Config {
     #[arg(long, env = "COUNTER_LOG_DIR", value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
 
-    /// Log filter, e.g. info or counter=debug,info
-    #[arg(long, env = "COUNTER_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
-    pub log_level: String,
-
     /// Which routes to serve; the binary's name picks the default
     #[arg(long, env = "COUNTER_ROLE", value_enum, hide = true)]
     pub role: Option<Role>,
+}
+
+/// The settings an operator may change without a restart: flags and env at
+/// start, then overridden by `--runtime-file` at start and on every SIGHUP.
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub struct TunableArgs {
+    /// Budget for one store read or probe, in milliseconds (reloadable)
+    #[arg(long, env = "COUNTER_STORE_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub store_timeout_ms: u64,
+
+    /// How long an increment waits for replicas to confirm it, in milliseconds (reloadable)
+    #[arg(long, env = "COUNTER_WAIT_TIMEOUT_MS", value_name = "MS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub wait_timeout_ms: u64,
+
+    /// Consecutive failures that open an endpoint's circuit breaker (reloadable)
+    #[arg(long, env = "COUNTER_BREAKER_FAILURES", value_name = "N", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub breaker_failures: u32,
+
+    /// How long an open breaker fails fast before a trial call, in milliseconds (reloadable)
+    #[arg(long, env = "COUNTER_BREAKER_COOLDOWN_MS", value_name = "MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub breaker_cooldown_ms: u64,
+
+    /// Log filter, e.g. info or counter=debug,info (reloadable)
+    #[arg(long, env = "COUNTER_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
+    pub log_level: String,
 }
 
 impl Config {
@@ -138,6 +162,12 @@ impl Config {
         let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
         config.role.get_or_insert(role);
         if let Err(message) = config.resolve_listen(|key| std::env::var(key).ok()) {
+            command.error(ErrorKind::ValueValidation, message).exit();
+        }
+        if let Err(message) = config.consul_token() {
+            command.error(ErrorKind::ValueValidation, message).exit();
+        }
+        if let Some(Err(message)) = config.runtime_file.as_deref().map(|path| config.tunables.overlaid_with(path)) {
             command.error(ErrorKind::ValueValidation, message).exit();
         }
         if config.consul.is_none() && config.redis_primary.is_none() {
@@ -191,17 +221,63 @@ impl Config {
         self.redis_primary.map(|primary| Endpoints { primary: Some(primary), replicas: self.redis_replicas.clone() })
     }
 
-    pub fn store_settings(&self) -> StoreSettings {
+    /// The store's fixed settings; its reloadable ones arrive through `tunables`.
+    pub fn store_settings(&self, tunables: watch::Receiver<StoreTunables>) -> StoreSettings {
         StoreSettings {
             key: self.key.clone(),
+            read_lanes: usize::from(self.read_lanes),
+            write_lanes: usize::from(self.write_lanes),
+            credentials: self.redis_credentials(),
+            tunables,
+        }
+    }
+
+    /// The Redis user and its password. The password is read from the
+    /// environment only: a flag would show it in `ps`.
+    pub fn redis_credentials(&self) -> RedisCredentials {
+        RedisCredentials {
+            username: self.redis_username.clone(),
+            password: std::env::var(REDIS_PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
+        }
+    }
+}
+
+impl Config {
+    /// The Consul ACL token, from CONSUL_HTTP_TOKEN or the file CONSUL_HTTP_TOKEN_FILE
+    /// names (as the Consul CLI reads them); `None` when Consul runs without ACLs.
+    pub fn consul_token(&self) -> Result<Option<String>, String> {
+        consul_token_from(|key| std::env::var(key).ok())
+    }
+}
+
+fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    if let Some(token) = env("CONSUL_HTTP_TOKEN").filter(|t| !t.trim().is_empty()) {
+        return Ok(Some(token.trim().to_string()));
+    }
+    let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let token =
+        std::fs::read_to_string(&path).map_err(|e| format!("CONSUL_HTTP_TOKEN_FILE: cannot read {path}: {e}"))?;
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(format!("CONSUL_HTTP_TOKEN_FILE: {path} is empty"));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// The environment variable holding the Redis password (never a flag).
+pub const REDIS_PASSWORD_ENV: &str = "COUNTER_REDIS_PASSWORD";
+
+impl TunableArgs {
+    pub fn store(&self) -> StoreTunables {
+        StoreTunables {
             store_timeout: Duration::from_millis(self.store_timeout_ms),
             wait_timeout: Duration::from_millis(self.wait_timeout_ms),
             breaker: BreakerSettings {
                 failures: self.breaker_failures,
                 cooldown: Duration::from_millis(self.breaker_cooldown_ms),
             },
-            read_lanes: usize::from(self.read_lanes),
-            write_lanes: usize::from(self.write_lanes),
         }
     }
 }
@@ -255,6 +331,27 @@ mod tests {
         let mut c = parse(&["--redis-primary", "127.0.0.1:6379"]).unwrap();
         let err = c.resolve_listen(|k| (k == "NOMAD_PORT_http").then(|| "http".to_string())).unwrap_err();
         assert!(err.starts_with("NOMAD_PORT_http:"), "{err}");
+    }
+
+    #[test]
+    fn the_consul_token_comes_from_the_variable_or_its_file() {
+        let dir = std::env::temp_dir().join(format!("counter-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  from-file\n").unwrap();
+        let path = file.display().to_string();
+        let both = |k: &str| match k {
+            "CONSUL_HTTP_TOKEN" => Some("from-env".to_string()),
+            "CONSUL_HTTP_TOKEN_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        assert_eq!(consul_token_from(both).unwrap().as_deref(), Some("from-env"));
+        let file_only = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| path.clone());
+        assert_eq!(consul_token_from(file_only).unwrap().as_deref(), Some("from-file"));
+        assert_eq!(consul_token_from(|_| None).unwrap(), None);
+        let missing = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| "/nonexistent/token".to_string());
+        assert!(consul_token_from(missing).unwrap_err().starts_with("CONSUL_HTTP_TOKEN_FILE:"));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -40,9 +40,18 @@ impl Discovery {
     }
 
     /// Follows both services in Consul from background tasks.
-    pub fn consul(base: reqwest::Url, metrics: Metrics) -> Discovery {
+    /// `token` is the Consul ACL token, sent on every query (marked sensitive, so never logged).
+    pub fn consul(base: reqwest::Url, token: Option<String>, metrics: Metrics) -> anyhow::Result<Discovery> {
         let (tx, rx) = watch::channel(Endpoints::default());
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = reqwest::header::HeaderValue::from_str(&token)
+                .map_err(|_| anyhow::anyhow!("CONSUL_HTTP_TOKEN: not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert("x-consul-token", value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             // A blocking query holds the request for up to WAIT; add room for Consul's jitter.
             .timeout(BLOCKING_WAIT + Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(2))
@@ -58,7 +67,7 @@ impl Discovery {
             };
             tokio::spawn(watcher.run());
         }
-        Discovery { rx }
+        Ok(Discovery { rx })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Endpoints> {

@@ -12,6 +12,8 @@
 //! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries.
 //! - [`http`]: the hardened hyper server, routing, content negotiation, request ids.
 //! - [`config`], [`telemetry`], [`metrics`]: flags and env, logs, Prometheus.
+//! - [`runtime_file`], [`reload`]: settings changed without a restart (Consul KV,
+//!   rendered by Nomad, applied on SIGHUP).
 //! - [`app`]: `Application::build` / `port` / `run_until_stopped`, and [`run`].
 //! - [`memory_store`]: an in-memory [`CountStore`] for unit tests of the logic.
 
@@ -24,6 +26,8 @@ pub mod logic;
 pub mod memory_store;
 pub mod metrics;
 pub mod redis_store;
+pub mod reload;
+pub mod runtime_file;
 pub mod telemetry;
 
 pub use app::{Application, run};

@@ -38,6 +38,11 @@ struct ServiceLabels {
     service: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
 /// Cheap to clone: all handles point at one registry.
 #[derive(Clone)]
 pub struct Metrics {
@@ -52,6 +57,7 @@ struct Inner {
     breaker_state: Family<EndpointLabels, Gauge>,
     discovery_changes: Family<ServiceLabels, Counter>,
     write_batch: Histogram,
+    reloads: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -90,8 +96,15 @@ impl Metrics {
             "Increments acknowledged by one INCRBY + WAIT (group commit)",
             write_batch.clone(),
         );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "runtime_reloads",
+            "Runtime-file reloads (SIGHUP) by outcome: applied, or rejected and the old settings kept",
+            reloads.clone(),
+        );
         Metrics {
             inner: Arc::new(Inner {
+                reloads,
                 registry,
                 requests,
                 latency,
@@ -118,6 +131,10 @@ impl Metrics {
 
     pub fn discovery_change(&self, service: &'static str) {
         self.inner.discovery_changes.get_or_create(&ServiceLabels { service }).inc();
+    }
+
+    pub fn reload(&self, outcome: &'static str) {
+        self.inner.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     pub fn write_batch(&self, size: usize) {

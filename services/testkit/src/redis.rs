@@ -10,7 +10,13 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// The admin user `cli` speaks as on a server with ACLs.
+    admin_password: Option<String>,
 }
+
+/// The admin user every ACL test server gets, so the harness can still look inside.
+pub const ACL_ADMIN: &str = "user admin on >admin-test-password ~* &* +@all";
+const ADMIN_PASSWORD: &str = "admin-test-password";
 
 impl RedisServer {
     /// A primary without persistence (tests want speed, not durability).
@@ -18,16 +24,44 @@ impl RedisServer {
         RedisServer::start(&[])
     }
 
+    /// A primary whose users are the `acl` lines (Redis aclfile syntax) plus
+    /// [`ACL_ADMIN`]; the harness's `cli` authenticates as admin.
+    pub fn primary_with_acl(acl: &str) -> RedisServer {
+        let dir = scratch_dir("redis-acl");
+        let file = dir.join("users.acl");
+        std::fs::write(&file, format!("{acl}\n{ACL_ADMIN}\n")).unwrap();
+        RedisServer::start_in(dir.clone(), &["--aclfile", file.to_str().unwrap()], Some(ADMIN_PASSWORD.into()))
+    }
+
+    /// A replica of `primary` with the same users, replicating as `user`, once synced.
+    pub fn replica_with_acl(primary: &RedisServer, acl: &str, user: &str, password: &str) -> RedisServer {
+        let dir = scratch_dir("redis-acl");
+        let file = dir.join("users.acl");
+        std::fs::write(&file, format!("{acl}\n{ACL_ADMIN}\n")).unwrap();
+        let port = primary.port.to_string();
+        let args = ["--aclfile", file.to_str().unwrap(), "--replicaof", "127.0.0.1", &port];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--masteruser", user, "--masterauth", password]);
+        let replica = RedisServer::start_in(dir.clone(), &args, Some(ADMIN_PASSWORD.into()));
+        replica.wait_synced(primary);
+        replica
+    }
+
     /// A replica of `primary`, returned once its initial sync finished.
     pub fn replica_of(primary: &RedisServer) -> RedisServer {
         let replica = RedisServer::start(&["--replicaof", "127.0.0.1", &primary.port.to_string()]);
+        replica.wait_synced(primary);
+        replica
+    }
+
+    fn wait_synced(&self, primary: &RedisServer) {
+        let replica = self;
         wait_for("the replica's initial sync", Duration::from_secs(10), || {
             replica.cli(&["INFO", "replication"]).contains("master_link_status:up")
         });
         wait_for("the primary to see the replica online", Duration::from_secs(10), || {
             primary.cli(&["INFO", "replication"]).contains("state=online")
         });
-        replica
     }
 
     /// A primary and one synced replica of it.
@@ -45,8 +79,11 @@ impl RedisServer {
     }
 
     fn start(extra: &[&str]) -> RedisServer {
+        RedisServer::start_in(scratch_dir("redis"), extra, None)
+    }
+
+    fn start_in(dir: PathBuf, extra: &[&str], admin_password: Option<String>) -> RedisServer {
         let port = free_port();
-        let dir = scratch_dir("redis");
         let mut args: Vec<String> =
             ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
                 .iter()
@@ -60,7 +97,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server not found: run scripts/install (Debian package redis-server)");
-        let server = RedisServer { port, child: Some(child), dir };
+        let server = RedisServer { port, child: Some(child), dir, admin_password };
         wait_for("redis-server to answer PING", Duration::from_secs(10), || server.cli(&["PING"]) == "PONG");
         server
     }
@@ -75,7 +112,30 @@ impl RedisServer {
 
     /// Runs `redis-cli` against this server; its trimmed output, or "" when it fails.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "--no-raw"]).args(args).output();
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string(), "--no-raw", "--no-auth-warning"]);
+        if let Some(password) = &self.admin_password {
+            command.args(["--user", "admin"]).env("REDISCLI_AUTH", password);
+        }
+        self.run_cli(command, args)
+    }
+
+    /// Runs `redis-cli` as `user` with `password` (`None`: unauthenticated),
+    /// returning what it printed on stdout and stderr, to check refusals.
+    pub fn cli_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string(), "--no-raw", "--no-auth-warning"]);
+        if let Some((user, password)) = user {
+            command.args(["--user", user]).env("REDISCLI_AUTH", password);
+        }
+        match command.args(args).output() {
+            Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+            Err(err) => format!("redis-cli failed: {err}"),
+        }
+    }
+
+    fn run_cli(&self, mut command: Command, args: &[&str]) -> String {
+        let out = command.args(args).output();
         match out {
             Ok(out) => String::from_utf8_lossy(&out.stdout).trim().trim_matches('"').to_string(),
             Err(_) => String::new(),
@@ -115,4 +175,20 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Passwords of the service users in [`counter_acl`], for tests only.
+pub const TEST_PASSWORDS: [(&str, &str); 3] =
+    [("web", "web-test-password"), ("web-inc", "web-inc-test-password"), ("replication", "replication-test-password")];
+
+/// The least-privilege users of the deployment (what each service may run),
+/// with the passwords of [`TEST_PASSWORDS`].
+pub fn counter_acl() -> String {
+    [
+        "user default off",
+        "user web on >web-test-password resetchannels -@all %R~counter +get +ping",
+        "user web-inc on >web-inc-test-password resetchannels -@all ~counter +incrby +wait +ping +info",
+        "user replication on >replication-test-password -@all +psync +replconf +ping",
+    ]
+    .join("\n")
 }

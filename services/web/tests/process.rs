@@ -53,3 +53,110 @@ fn binds_nomads_address_serves_reads_and_logs_json_lines_with_the_request_id() {
     assert!(std::fs::read_to_string(file).unwrap().contains("\"serving\""));
     let _ = Path::new(&log_dir);
 }
+
+#[test]
+fn reads_from_the_replica_as_the_web_user_without_logging_its_password() {
+    use testkit::redis::{TEST_PASSWORDS, counter_acl};
+    let pass = |user: &str| TEST_PASSWORDS.iter().find(|(name, _)| *name == user).unwrap().1;
+    let acl = counter_acl();
+    let primary = RedisServer::primary_with_acl(&acl);
+    let replica = RedisServer::replica_with_acl(&primary, &acl, "replication", pass("replication"));
+    primary.cli(&["SET", "counter", "77"]);
+    replica.wait_for_value("counter", "77");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-level", "debug"])
+        .args(["--redis-primary", &primary.addr(), "--redis-replicas", &replica.addr()])
+        .env("COUNTER_REDIS_USERNAME", "web")
+        .env("COUNTER_REDIS_PASSWORD", pass("web"))
+        .env_remove("CONSUL_HTTP_ADDR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("web to listen", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let body = Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/")]).output().unwrap();
+    let ready = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{port}/health/ready")])
+        .output()
+        .unwrap();
+    signal(child.id(), "TERM");
+    child.wait().unwrap();
+    let logs = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "77\n", "GET as web");
+    assert_eq!(String::from_utf8_lossy(&ready.stdout), "200", "PING as web");
+    assert!(!logs.contains(pass("web")), "the password is never logged:\n{logs}");
+}
+
+#[test]
+fn sighup_applies_a_new_runtime_file_without_a_restart() {
+    let primary = RedisServer::primary();
+    primary.cli(&["SET", "counter", "5"]);
+    let dir = scratch_dir("web-runtime");
+    let runtime = dir.join("runtime.env");
+    std::fs::write(&runtime, "COUNTER_LOG_LEVEL=warn\n").unwrap();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--redis-primary", &primary.addr()])
+        .args(["--runtime-file", runtime.to_str().unwrap(), "--log-level", "info"])
+        .env_remove("CONSUL_HTTP_ADDR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("web to listen", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let get = |id: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-H", &format!("x-request-id: {id}"), &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "5\n", "served across the reload");
+    };
+    get("before-reload");
+    std::fs::write(&runtime, "# from Consul KV\nCOUNTER_LOG_LEVEL=debug\n").unwrap();
+    // The reload's outcome is counted in /metrics: wait for it there.
+    let reloads = |outcome: &str| {
+        let out = Command::new("curl").args(["-s", &format!("http://127.0.0.1:{port}/metrics")]).output().unwrap();
+        let needle = format!("counter_runtime_reloads_total{{outcome=\"{outcome}\"}} 1");
+        String::from_utf8_lossy(&out.stdout).contains(&needle)
+    };
+    signal(child.id(), "HUP");
+    wait_for("the reload to be applied", Duration::from_secs(5), || reloads("applied"));
+    get("after-reload");
+    std::fs::write(&runtime, "COUNTER_STORE_TIMEOUT_MS=1\n").unwrap();
+    signal(child.id(), "HUP");
+    wait_for("the bad file to be rejected", Duration::from_secs(5), || reloads("rejected"));
+    get("after-rejected-reload");
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    let stdout = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let about = |id: &str| lines.iter().filter(|l| l["span"]["request_id"] == id).count();
+
+    assert!(status.success(), "the same process served to the end: {status:?}");
+    assert_eq!(about("before-reload"), 0, "warn level: no request lines yet:\n{stdout}");
+    assert!(lines.iter().any(|l| l["message"] == "runtime settings applied" && l["log_level"] == "debug"), "{stdout}");
+    assert!(about("after-reload") > 0, "debug level after SIGHUP:\n{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["level"] == "WARN"
+                && l["reason"].as_str().is_some_and(|r| r.contains("COUNTER_STORE_TIMEOUT_MS"))),
+        "a bad file is rejected, naming the key:\n{stdout}"
+    );
+    assert!(about("after-rejected-reload") > 0, "the running settings (debug) stay after a rejected file");
+}
+
+#[test]
+fn a_bad_runtime_file_at_start_exits_2_naming_the_key() {
+    let dir = scratch_dir("web-runtime-bad");
+    let runtime = dir.join("runtime.env");
+    std::fs::write(&runtime, "COUNTER_BREAKER_FAILURES=lots\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--redis-primary", "127.0.0.1:1", "--runtime-file", runtime.to_str().unwrap()])
+        .env_remove("CONSUL_HTTP_ADDR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("COUNTER_BREAKER_FAILURES"), "{stderr}");
+}

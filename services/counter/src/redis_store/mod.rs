@@ -25,22 +25,58 @@ use queue::Queue;
 pub struct StoreSettings {
     /// The key holding the count.
     pub key: String,
+    /// Read batches in flight at once (they share multiplexed connections).
+    pub read_lanes: usize,
+    /// Write batches in flight at once (each on its own connection).
+    pub write_lanes: usize,
+    pub credentials: RedisCredentials,
+    /// The reloadable settings, current value first (SIGHUP sends new ones).
+    pub tunables: watch::Receiver<StoreTunables>,
+}
+
+/// The settings that may change while the service runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoreTunables {
     /// Budget for one read or probe, across every endpoint tried.
     pub store_timeout: Duration,
     /// How long `WAIT` may wait for replicas before the increment is refused.
     pub wait_timeout: Duration,
     pub breaker: BreakerSettings,
-    /// Read batches in flight at once (they share multiplexed connections).
-    pub read_lanes: usize,
-    /// Write batches in flight at once (each on its own connection).
-    pub write_lanes: usize,
+}
+
+impl StoreTunables {
+    /// One endpoint may use half the budget, so a hung replica leaves time to
+    /// try the next one before the caller's deadline.
+    pub(crate) fn attempt_timeout(&self) -> Duration {
+        self.store_timeout / 2
+    }
+}
+
+/// A Redis ACL user; `None` for both is the unauthenticated default user.
+#[derive(Clone, Default)]
+pub struct RedisCredentials {
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for RedisCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl StoreSettings {
-    /// One endpoint may use half the budget, so a hung replica leaves time to
-    /// try the next one before the caller's deadline.
+    /// The reloadable settings as they are now.
+    fn now(&self) -> StoreTunables {
+        *self.tunables.borrow()
+    }
+
     fn attempt_timeout(&self) -> Duration {
-        self.store_timeout / 2
+        self.now().attempt_timeout()
     }
 }
 
@@ -67,7 +103,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Starts the read and write lanes and the replica tracker; needs a tokio runtime.
     pub fn start(discovery: &Discovery, settings: StoreSettings, metrics: Metrics) -> RedisStore {
-        let nodes = Nodes::new(settings.breaker, settings.attempt_timeout(), metrics.clone());
+        let nodes = Nodes::new(settings.credentials.clone(), settings.tunables.clone(), metrics.clone());
         let shared = Arc::new(Shared {
             endpoints: discovery.subscribe(),
             nodes,
@@ -90,7 +126,7 @@ impl RedisStore {
 
     /// A caller waits at most this long in all: queueing plus its batch's own budget.
     fn caller_deadline(&self, side: Side) -> Duration {
-        let s = &self.shared.settings;
+        let s = self.shared.settings.now();
         match side {
             Side::Read => s.store_timeout * 2,
             Side::Write => s.store_timeout * 2 + s.wait_timeout,
@@ -126,7 +162,7 @@ impl CountStore for RedisStore {
     }
 
     async fn probe(&self, side: Side) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.shared.settings.store_timeout;
+        let deadline = Instant::now() + self.shared.settings.now().store_timeout;
         let candidates = match side {
             Side::Write => self.shared.endpoints.borrow().primary.into_iter().collect(),
             Side::Read => reader::read_order(&self.shared, &AtomicUsize::new(0)),

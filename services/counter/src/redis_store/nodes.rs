@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
+use tokio::sync::watch;
 use tracing::warn;
 
 use crate::breaker::{Breaker, BreakerSettings};
 use crate::logic::StoreError;
 use crate::metrics::Metrics;
+use crate::redis_store::{RedisCredentials, StoreTunables};
 
 /// Why one call to one node failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,28 +74,47 @@ pub(crate) struct Nodes {
     /// Shared, multiplexed connections for reads and probes (std Mutex: never held across .await).
     shared: Mutex<HashMap<SocketAddr, MultiplexedConnection>>,
     breakers: Mutex<HashMap<SocketAddr, Arc<Breaker>>>,
-    breaker_settings: BreakerSettings,
-    connect_timeout: Duration,
+    credentials: RedisCredentials,
+    /// Breaker thresholds and the connect budget, as reloaded.
+    tunables: watch::Receiver<StoreTunables>,
     metrics: Metrics,
 }
 
 impl Nodes {
-    pub(crate) fn new(breaker_settings: BreakerSettings, connect_timeout: Duration, metrics: Metrics) -> Nodes {
-        Nodes { shared: Mutex::default(), breakers: Mutex::default(), breaker_settings, connect_timeout, metrics }
+    pub(crate) fn new(
+        credentials: RedisCredentials,
+        tunables: watch::Receiver<StoreTunables>,
+        metrics: Metrics,
+    ) -> Nodes {
+        Nodes { shared: Mutex::default(), breakers: Mutex::default(), credentials, tunables, metrics }
     }
 
+    /// The endpoint's breaker, carrying the thresholds in force now.
     fn breaker(&self, addr: SocketAddr) -> Arc<Breaker> {
+        let settings: BreakerSettings = self.tunables.borrow().breaker;
         let mut breakers = self.breakers.lock().unwrap();
-        breakers.entry(addr).or_insert_with(|| Arc::new(Breaker::new(self.breaker_settings))).clone()
+        let breaker = breakers.entry(addr).or_insert_with(|| Arc::new(Breaker::new(settings))).clone();
+        breaker.retune(settings);
+        breaker
     }
 
     /// Opens a connection of its own (a writer lane needs one: `WAIT` blocks it).
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
-        let client = Client::open(format!("redis://{addr}/"))?;
+        let info = format!("redis://{addr}/").into_connection_info()?;
+        // CLIENT SETINFO is skipped: a least-privilege ACL user may not run it.
+        let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
+        if let Some(username) = &self.credentials.username {
+            redis = redis.set_username(username);
+        }
+        if let Some(password) = &self.credentials.password {
+            redis = redis.set_password(password);
+        }
+        let client = Client::open(info.set_redis_settings(redis))?;
+        let connect_timeout = self.tunables.borrow().attempt_timeout();
         // No response timeout of the client's own: each call carries ours, and a
         // writer's WAIT legitimately outlasts the client's default.
         let config =
-            AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout)).set_response_timeout(None);
+            AsyncConnectionConfig::new().set_connection_timeout(Some(connect_timeout)).set_response_timeout(None);
         client.get_multiplexed_async_connection_with_config(&config).await
     }
 

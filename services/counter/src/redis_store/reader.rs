@@ -59,7 +59,7 @@ pub(crate) fn read_order(shared: &Shared, rotation: &AtomicUsize) -> Vec<SocketA
 }
 
 async fn read_once(shared: &Shared, rotation: &AtomicUsize) -> Result<Count, StoreError> {
-    let deadline = Instant::now() + shared.settings.store_timeout;
+    let deadline = Instant::now() + shared.settings.now().store_timeout;
     let mut last: Option<CallError> = None;
     for addr in read_order(shared, rotation) {
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -59,10 +59,11 @@ async fn write_once(
     let primary = primary.ok_or_else(|| StoreError::unavailable("incrementing: no single healthy primary known"))?;
     let wanted = shared.in_sync.load(Ordering::Relaxed).max(1);
     let settings = &shared.settings;
-    let wait_ms = settings.wait_timeout.as_millis() as u64;
+    let tunables = settings.now();
+    let wait_ms = tunables.wait_timeout.as_millis() as u64;
     let result = shared
         .nodes
-        .guarded(primary, settings.store_timeout + settings.wait_timeout, async {
+        .guarded(primary, tunables.store_timeout + tunables.wait_timeout, async {
             let mut c = match conn {
                 Some((addr, c)) if *addr == primary => c.clone(),
                 _ => {
