@@ -63,6 +63,16 @@ cluster_redis_cli() {
   fi
 }
 
+# cluster_sentinel_cli <redis-cli args...>: redis-cli to a Sentinel, with its
+# password (requirepass) in REDISCLI_AUTH.
+cluster_sentinel_cli() {
+  if [[ -r $CLUSTER_SECRETS/sentinel.password ]]; then
+    REDISCLI_AUTH=$(<"$CLUSTER_SECRETS/sentinel.password") redis-cli --no-auth-warning "$@"
+  else
+    redis-cli "$@"
+  fi
+}
+
 # cluster_consul_curl <curl args...>: curl with the Consul management token in
 # a header read from a file (-H @file).
 cluster_consul_curl() {
