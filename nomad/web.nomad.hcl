@@ -172,7 +172,25 @@ job "web" {
 
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
-        CONSUL_HTTP_ADDR = var.consul_http_addr
+        CONSUL_HTTP_ADDR     = var.consul_http_addr
+        COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
+      }
+
+      # Settings changed without a restart (docs/services.md, "Runtime settings"): Nomad renders
+      # Consul KV under counter/config/all/ then counter/config/web/ (later
+      # lines win) and sends SIGHUP when the file changes; the service applies
+      # a valid file and keeps its settings on a bad one. `ls` of a missing
+      # prefix renders nothing, so no key is needed to start.
+      template {
+        destination   = "local/runtime.env"
+        change_mode   = "signal"
+        change_signal = "SIGHUP"
+        splay         = "0s"
+        data          = <<-EOT
+          {{ range ls "counter/config/all" }}{{ .Key }}={{ .Value }}
+          {{ end }}{{ range ls "counter/config/web" }}{{ .Key }}={{ .Value }}
+          {{ end }}
+        EOT
       }
 
       # Stopping an allocation: Nomad deregisters it from Consul, waits

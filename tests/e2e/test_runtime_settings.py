@@ -1,0 +1,100 @@
+"""Settings changed without a restart: a key put in Consul KV reaches the
+running web instances (Nomad template -> runtime file -> SIGHUP), while a
+bounded stream of requests through the gateway keeps getting 200s.
+"""
+
+import json
+import threading
+import time
+import uuid
+import urllib.request
+
+from conftest import GATEWAY, NOMAD, get_json, http, run, wait_for
+
+PREFIX = "counter/config/web"
+
+
+def running_web_allocs():
+    allocs = get_json(f"{NOMAD}/v1/job/web/allocations")
+    return {a["ID"]: a for a in allocs if a["ClientStatus"] == "running"}
+
+
+def stdout_of(alloc_id):
+    url = f"{NOMAD}/v1/client/fs/logs/{alloc_id}?task=web&type=stdout&origin=start&plain=true"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read().decode(errors="replace")
+
+
+def json_lines(text):
+    for line in text.splitlines():
+        try:
+            yield json.loads(line)
+        except ValueError:
+            continue
+
+
+def applied(alloc_id, **settings):
+    return any(
+        line.get("message") == "runtime settings applied"
+        and all(str(line.get(k)) == str(v) for k, v in settings.items())
+        for line in json_lines(stdout_of(alloc_id))
+    )
+
+
+class BoundedReads(threading.Thread):
+    """GET / through the gateway until stopped, at most `limit` requests or `seconds`."""
+
+    def __init__(self, limit=3000, seconds=60):
+        super().__init__(daemon=True)
+        self.limit, self.seconds = limit, seconds
+        self.statuses = []
+        self.stop = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.seconds
+        while not self.stop.is_set() and len(self.statuses) < self.limit and time.monotonic() < deadline:
+            self.statuses.append(http(GATEWAY + "/").status)
+            time.sleep(0.01)
+
+
+def test_a_log_level_put_in_consul_kv_reaches_the_running_instances_without_a_restart():
+    before = running_web_allocs()
+    assert before, "web has running allocations"
+    reads = BoundedReads()
+    reads.start()
+    try:
+        run("consul", "kv", "put", f"{PREFIX}/COUNTER_LOG_LEVEL", "debug")
+        for alloc_id in before:
+            wait_for(f"alloc {alloc_id[:8]} to apply log_level=debug",
+                     lambda a=alloc_id: applied(a, log_level="debug"), timeout=30)
+
+        # Debug lines now name each request: find ours in some instance's log.
+        request_id = f"kv-{uuid.uuid4().hex[:12]}"
+        assert http(GATEWAY + "/", headers={"x-request-id": request_id}).status == 200
+        wait_for("a debug line for our request", lambda: any(
+            line.get("span", {}).get("request_id") == request_id and line.get("level") == "DEBUG"
+            for alloc_id in before for line in json_lines(stdout_of(alloc_id))), timeout=10)
+
+        # A bad value is refused by the running instances, which keep serving.
+        run("consul", "kv", "put", f"{PREFIX}/COUNTER_STORE_TIMEOUT_MS", "1")
+        for alloc_id in before:
+            wait_for(f"alloc {alloc_id[:8]} to reject the bad value", lambda a=alloc_id: any(
+                "COUNTER_STORE_TIMEOUT_MS" in str(line.get("reason", ""))
+                for line in json_lines(stdout_of(a))), timeout=30)
+        assert http(GATEWAY + "/").status == 200
+    finally:
+        run("consul", "kv", "delete", "-recurse", PREFIX + "/", check=False)
+        reads.stop.set()
+        reads.join()
+
+    # Back to the start-time settings, still in the same processes.
+    for alloc_id in before:
+        wait_for(f"alloc {alloc_id[:8]} back to log_level=info",
+                 lambda a=alloc_id: applied(a, log_level="info"), timeout=30)
+    after = running_web_allocs()
+    assert set(after) == set(before), "no allocation was replaced"
+    for alloc_id, alloc in after.items():
+        restarts = alloc["TaskStates"]["web"]["Restarts"]
+        assert restarts == 0, f"alloc {alloc_id[:8]} restarted {restarts} times"
+    failed = [s for s in reads.statuses if s != 200]
+    assert reads.statuses and not failed, f"{len(failed)} of {len(reads.statuses)} reads failed: {set(failed)}"
