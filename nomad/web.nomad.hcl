@@ -176,6 +176,14 @@ job "web" {
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 
+      # A Consul block gives the task a workload identity for Consul (the
+      # servers' consul.task_identity; without the block Nomad gives it none).
+      # With Consul ACLs on (the cluster), the KV template below reads with the
+      # token that identity logs in for (role nomad-tasks-web: KV
+      # counter/config/all/ and counter/config/web/), not the agent's token,
+      # which may read no KV. Locally (no ACLs) it changes nothing.
+      consul {}
+
       # Settings changed without a restart (docs/services.md, "Runtime settings"): Nomad renders
       # Consul KV under counter/config/all/ then counter/config/web/ (later
       # lines win) and sends SIGHUP when the file changes; the service applies
