@@ -71,7 +71,9 @@ job "traefik" {
         destination     = "local/traefik.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
-        change_mode     = "restart"
+        # In the cluster it holds Traefik's Consul token (cluster/traefik.yml).
+        perms       = "0600"
+        change_mode = "restart"
       }
 
       # Traefik finishes in-flight requests for up to graceTimeOut (5 s in

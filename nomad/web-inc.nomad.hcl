@@ -44,6 +44,12 @@ variable "distinct_hosts" {
   default     = false
 }
 
+variable "secrets" {
+  type        = bool
+  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web-inc (true in the cluster, the secure mode; local mode runs open on loopback)."
+  default     = false
+}
+
 variable "release" {
   type        = string
   description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
@@ -140,11 +146,42 @@ job "web-inc" {
         command = "${NOMAD_TASK_DIR}/web-inc"
       }
 
+      # Secure mode: the Redis credentials (ACL user web-inc) and the Consul token
+      # (read-only discovery of redis-primary/redis-replica) from the Nomad
+      # Variable nomad/jobs/web-inc, which only this job's tasks can read, into
+      # the task's environment. The file lives in the task's secrets dir,
+      # 0600; nothing reaches argv or a log. A changed variable restarts the
+      # task with the new values.
+      dynamic "template" {
+        for_each = var.secrets ? ["nomad/jobs/web-inc"] : []
+        content {
+          data        = <<-EOT
+            {{ with nomadVar "${template.value}" -}}
+            COUNTER_REDIS_USERNAME={{ .redis_username }}
+            COUNTER_REDIS_PASSWORD={{ .redis_password }}
+            CONSUL_HTTP_TOKEN={{ .consul_token }}
+            {{ end -}}
+          EOT
+          destination = "secrets/counter.env"
+          env         = true
+          perms       = "0600"
+          change_mode = "restart"
+        }
+      }
+
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
+
+      # A Consul block gives the task a workload identity for Consul (the
+      # servers' consul.task_identity; without the block Nomad gives it none).
+      # With Consul ACLs on (the cluster), the KV template below reads with the
+      # token that identity logs in for (role nomad-tasks-web-inc: KV
+      # counter/config/all/ and counter/config/web-inc/), not the agent's token,
+      # which may read no KV. Locally (no ACLs) it changes nothing.
+      consul {}
 
       # Settings changed without a restart (docs/services.md, "Runtime settings"): Nomad renders
       # Consul KV under counter/config/all/ then counter/config/web-inc/ (later
