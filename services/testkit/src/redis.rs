@@ -181,14 +181,24 @@ impl Drop for RedisServer {
 pub const TEST_PASSWORDS: [(&str, &str); 3] =
     [("web", "web-test-password"), ("web-inc", "web-inc-test-password"), ("replication", "replication-test-password")];
 
-/// The least-privilege users of the deployment (what each service may run),
-/// with the passwords of [`TEST_PASSWORDS`].
+/// The deployment's own Redis users (`redis/users.acl.tmpl`, what each
+/// service may run), each with the password `<user>-test-password` in place
+/// of the cluster's generated hash. Comments and blank lines are dropped, as
+/// scripts/cluster does: an aclfile holds user lines only.
 pub fn counter_acl() -> String {
-    [
-        "user default off",
-        "user web on >web-test-password resetchannels -@all %R~counter +get +ping",
-        "user web-inc on >web-inc-test-password resetchannels -@all ~counter +incrby +wait +ping +info",
-        "user replication on >replication-test-password -@all +psync +replconf +ping",
-    ]
-    .join("\n")
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../redis/users.acl.tmpl");
+    let template = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    template
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("user "))
+        .map(|line| {
+            let user = line.split_whitespace().nth(1).unwrap_or_default();
+            match line.split_whitespace().find(|word| word.starts_with("#@")) {
+                Some(hash) => line.replace(hash, &format!(">{user}-test-password")),
+                None => line.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
