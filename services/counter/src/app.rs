@@ -12,7 +12,7 @@ use tracing::{error, info};
 
 use crate::config::{Config, Role};
 use crate::discovery::Discovery;
-use crate::http::{Limits, Routes, serve};
+use crate::http::{Limits, Routes, serve, served_by};
 use crate::logic::CountStore;
 use crate::metrics::Metrics;
 use crate::redis_store::RedisStore;
@@ -50,7 +50,9 @@ impl<S: CountStore> Application<S> {
             drain_timeout: config.drain_timeout(),
             ..Limits::default()
         };
-        Ok(Application { listener, addr, routes: Arc::new(Routes { store, role: config.role(), metrics }), limits })
+        let served_by = served_by(config.role().name(), addr);
+        let routes = Arc::new(Routes { store, role: config.role(), metrics, served_by });
+        Ok(Application { listener, addr, routes, limits })
     }
 
     pub fn port(&self) -> u16 {
