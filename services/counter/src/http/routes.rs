@@ -1,14 +1,15 @@
 //! The public contract (`GET /`, `GET|POST /inc`) and the per-instance endpoints
 //! (`/health/live`, `/health/ready`, `/metrics`). Every request gets a span with
 //! its request id, which is echoed in the response with the instance's identity,
-//! and one `info` line when it is answered (the service's access log).
+//! and one `info` line when a request of the public contract is answered (the
+//! service's access log; health checks and scrapes log at `debug`).
 
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::instance;
 use super::negotiate::{Format, negotiate};
@@ -41,7 +42,11 @@ impl<S: CountStore> Routes<S> {
         let (route, mut response) = self.route(req).instrument(span.clone()).await;
         let status = response.status().as_u16();
         let elapsed_us = started.elapsed().as_micros() as u64;
-        span.in_scope(|| info!(%method, route, status, elapsed_us, "answered"));
+        span.in_scope(|| match route {
+            // Probed every second by Consul and Traefik, scraped by Prometheus: not traffic.
+            "/health/live" | "/health/ready" | "/metrics" => debug!(%method, route, status, elapsed_us, "answered"),
+            _ => info!(%method, route, status, elapsed_us, "answered"),
+        });
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             headers.insert("x-request-id", value);
