@@ -296,4 +296,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # scripts/status | head
+        sys.exit(1)
