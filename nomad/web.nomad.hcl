@@ -171,6 +171,16 @@ job "web" {
         # is sent to another. web-inc has no such middleware.
         "traefik.http.routers.web.middlewares=web-retry",
         "traefik.http.middlewares.web-retry.retry.attempts=3",
+        # /metrics and /health/* belong to each instance's own address, not
+        # to the public gateway: above the catch-all, the path is rewritten to
+        # one no service routes, so the client gets the services' usual JSON
+        # 404 and nothing of an instance's metrics or health.
+        "traefik.http.routers.web-internal.entrypoints=web",
+        "traefik.http.routers.web-internal.rule=Path(`/metrics`) || PathPrefix(`/health`)",
+        "traefik.http.routers.web-internal.priority=20",
+        "traefik.http.routers.web-internal.service=web",
+        "traefik.http.routers.web-internal.middlewares=web-internal-hidden",
+        "traefik.http.middlewares.web-internal-hidden.replacepath.path=/not-routed",
       ]
 
       # Traefik routes only to instances whose check passes. No check_restart:

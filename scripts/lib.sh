@@ -12,6 +12,14 @@ export PATH="$COUNTER_CACHE/bin:$PATH"
 # shellcheck source=versions.env
 . "$COUNTER_ROOT/scripts/versions.env"
 
+# e2e_venv: the Python venv of tests/e2e (scripts/install --only e2e), keyed
+# by its pinned requirements so a change builds a fresh one.
+e2e_venv() {
+  local sum
+  sum=$(sha256sum "$COUNTER_ROOT/tests/e2e/requirements.txt")
+  echo "$COUNTER_CACHE/tools/e2e-py/${sum:0:12}"
+}
+
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {

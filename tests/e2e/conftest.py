@@ -3,7 +3,8 @@
 The stack is started by `scripts/up` and left running; these tests only talk
 to it over loopback (the gateway on 127.0.0.1:8080, Traefik's admin API on
 127.0.0.1:8081, Consul and Nomad on their local agents) and through the
-consul and nomad CLIs that scripts/install built. Standard library only.
+consul and nomad CLIs that scripts/install built. Standard library only,
+but for test_page.py's selenium (the e2e venv of scripts/install).
 """
 
 import json

@@ -195,3 +195,13 @@ def test_with_no_ready_instance_the_gateway_answers_503_with_retry_after_not_404
     wait_for("Traefik to route to web-inc again", lambda: web_inc_servers() == {only})
     after = int(http(GATEWAY + "/inc").text.strip())
     assert after == before + 1, "the refused increment was never counted"
+
+
+def test_metrics_and_health_are_not_served_through_the_gateway():
+    # They answer on each instance's own address (Nomad's port), not publicly.
+    for path in ("/metrics", "/health/ready", "/health/live"):
+        r = http(GATEWAY + path)
+
+        assert r.status == 404, f"{path}: {r.status} {r.text}"
+        assert r.json()["code"] == "not_found", r.text
+        assert "counter_http_requests_total" not in r.text

@@ -18,8 +18,10 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:8999".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let served_by = counter::http::served_by("constant", listener.local_addr()?);
     if args.next().as_deref() == Some("memory") {
-        let routes = Arc::new(Routes { store: MemoryStore::new(), role: Role::All, metrics: Metrics::new() });
+        let routes =
+            Arc::new(Routes { store: MemoryStore::new(), role: Role::All, metrics: Metrics::new(), served_by });
         let handler = move |req| {
             let routes = routes.clone();
             async move { routes.handle(req).await }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, Role, TunableArgs};
 use crate::discovery::Discovery;
-use crate::http::{Limits, Routes, serve};
+use crate::http::{Limits, Routes, serve, served_by};
 use crate::logic::CountStore;
 use crate::metrics::Metrics;
 use crate::redis_store::RedisStore;
@@ -65,10 +65,11 @@ impl<S: CountStore> Application<S> {
             ..Limits::default()
         };
         let (store_tunables, _) = watch::channel(effective_tunables(config)?.store());
+        let served_by = served_by(config.role().name(), addr);
         Ok(Application {
             listener,
             addr,
-            routes: Arc::new(Routes { store, role: config.role(), metrics: metrics.clone() }),
+            routes: Arc::new(Routes { store, role: config.role(), metrics: metrics.clone(), served_by }),
             limits,
             store_tunables,
             metrics,

@@ -1,14 +1,17 @@
 //! The public contract (`GET /`, `GET|POST /inc`) and the per-instance endpoints
 //! (`/health/live`, `/health/ready`, `/metrics`). Every request gets a span with
-//! its request id, which is echoed in the response.
+//! its request id, which is echoed in the response with the instance's identity,
+//! and one `info` line when a request of the public contract is answered (the
+//! service's access log; health checks and scrapes log at `debug`).
 
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::instance;
 use super::negotiate::{Format, negotiate};
 use super::request_id;
 use super::response::{self, Body};
@@ -26,6 +29,8 @@ pub struct Routes<S> {
     pub store: S,
     pub role: Role,
     pub metrics: Metrics,
+    /// `X-Served-By` of every response ([`super::served_by`]).
+    pub served_by: HeaderValue,
 }
 
 impl<S: CountStore> Routes<S> {
@@ -33,12 +38,20 @@ impl<S: CountStore> Routes<S> {
         let started = Instant::now();
         let request_id = request_id::from_headers(req.headers());
         let span = info_span!("request", request_id = %request_id);
+        let method = req.method().clone();
         let (route, mut response) = self.route(req).instrument(span.clone()).await;
         let status = response.status().as_u16();
-        span.in_scope(|| debug!(route, status, elapsed_us = started.elapsed().as_micros() as u64, "answered"));
+        let elapsed_us = started.elapsed().as_micros() as u64;
+        span.in_scope(|| match route {
+            // Probed every second by Consul and Traefik, scraped by Prometheus: not traffic.
+            "/health/live" | "/health/ready" | "/metrics" => debug!(%method, route, status, elapsed_us, "answered"),
+            _ => info!(%method, route, status, elapsed_us, "answered"),
+        });
+        let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert("x-request-id", value);
+            headers.insert("x-request-id", value);
         }
+        headers.insert(instance::HEADER, self.served_by.clone());
         self.metrics.request(route, status, started.elapsed());
         response
     }

@@ -116,3 +116,19 @@ async fn a_thousand_concurrent_increments_count_exactly_a_thousand() {
     assert_eq!(app.primary.count("counter"), before + 1000);
     assert_eq!(app.count_at("/").await, before + 1000);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_response_names_the_instance_that_served_it() {
+    let app = spawn_app().await;
+    let expected = format!("counter@{}", app.addr.trim_start_matches("http://"));
+
+    for response in [app.get("/").await, app.post("/inc").await, app.get("/nope").await, app.get("/health/ready").await]
+    {
+        let url = response.url().clone();
+        assert_eq!(
+            response.headers().get("x-served-by").map(|v| v.to_str().unwrap()),
+            Some(expected.as_str()),
+            "{url}"
+        );
+    }
+}

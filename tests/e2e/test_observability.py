@@ -1,0 +1,54 @@
+"""scripts/status and scripts/logs on the running local stack: a request id
+sent through the gateway (or made up by the service) is found in Traefik's
+access log and in the service's log; the status tables name every job.
+"""
+
+import re
+import secrets
+
+from conftest import GATEWAY, http, run, wait_for
+
+
+def logs_for(request_id):
+    p = run("scripts/logs", "--local", "--request-id", request_id, check=False)
+    return p.stdout.splitlines()
+
+
+def gateway_and_service_lines(request_id, service):
+    lines = logs_for(request_id)
+    access = [line for line in lines if re.search(rf" traefik@[0-9a-f]{{8}} access .* -> {service}@", line)]
+    served = [line for line in lines if re.search(rf" {service}@[0-9a-f]{{8}} info answered ", line)]
+    return (access, served) if access and served else None
+
+
+def test_a_request_id_sent_through_the_gateway_is_in_both_logs():
+    request_id = "e2e-" + secrets.token_hex(8)
+
+    r = http(GATEWAY + "/inc", method="POST", headers={"X-Request-Id": request_id}, data=b"")
+
+    assert r.status == 200, r.text
+    assert r.headers["X-Request-Id"] == request_id
+    access, served = wait_for("the id in both logs", lambda: gateway_and_service_lines(request_id, "web-inc"))
+    assert f"id={request_id}" in access[0]
+    assert f"request_id={request_id}" in served[0]
+    # The access line names the allocation that answered, as the response did.
+    assert f"-> {r.headers['X-Served-By']} " in access[0]
+
+
+def test_an_id_the_service_made_up_is_in_both_logs_too():
+    r = http(GATEWAY + "/")
+
+    request_id = r.headers["X-Request-Id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+    wait_for("the made-up id in both logs", lambda: gateway_and_service_lines(request_id, "web"))
+
+
+def test_status_shows_every_machine_allocation_and_redis_role():
+    p = run("scripts/status", "--local", "--interval", "0.5", check=False)
+
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"^local\s+127\.0\.0\.1\s+alive server\s+ready", p.stdout, re.M), p.stdout
+    for job in ("traefik", "web", "web-inc"):
+        assert re.search(rf"^{job}\s+[0-9a-f]{{8}}\s+local\s+running\s+passing", p.stdout, re.M), p.stdout
+    assert re.search(r"^local\s+127\.0\.0\.1:6380\s+(primary|replica)", p.stdout, re.M), p.stdout
+    assert re.search(r"^local\s+127\.0\.0\.1:\d+\s+replica\s+\d+B \d+s\s+link up", p.stdout, re.M), p.stdout

@@ -1,0 +1,66 @@
+"""The browser page, driven in headless Chromium (Debian's chromium and
+chromium-driver, selenium from the e2e venv of scripts/install) through the
+gateway: it shows the count and which instance answered, and its button
+increments the count.
+"""
+
+import os
+import re
+import shutil
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from conftest import GATEWAY, http
+
+# Debian's paths; overridable for other systems.
+CHROMIUM = os.environ.get("COUNTER_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("COUNTER_CHROMEDRIVER", "/usr/bin/chromedriver")
+WAIT = 10  # seconds, for anything the page must show
+ALLOC = r"[0-9a-f]{8}"  # Nomad's short allocation id, in X-Served-By
+
+
+@pytest.fixture(scope="module")
+def browser():
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert shutil.which(path), f"{path} not found: scripts/install installs chromium and chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-extensions",
+                 # Loopback only: any other name fails to resolve.
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+        options.add_argument(flag)
+    # Both paths are given: selenium has nothing to look up or download.
+    os.environ.setdefault("SE_OFFLINE", "true")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    yield driver
+    driver.quit()
+
+
+def shown_count(driver):
+    text = driver.find_element(By.ID, "count").text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def test_the_page_shows_the_count_and_its_button_increments_it(browser):
+    browser.get(GATEWAY + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda d: shown_count(d) is not None)
+    before = shown_count(browser)
+    read_by = browser.find_element(By.ID, "read-by").text
+    assert re.fullmatch(f"web@{ALLOC}", read_by), f"read from {read_by!r}"
+
+    browser.find_element(By.ID, "inc").click()
+
+    wait.until(lambda d: (shown_count(d) or 0) > before)
+    inc_by = wait.until(lambda d: re.fullmatch(f"web-inc@{ALLOC}", d.find_element(By.ID, "inc-by").text))
+    assert inc_by
+    assert browser.find_element(By.ID, "status").text == ""
+    # The page's count is the stack's: a plain read shows at least it.
+    assert int(http(GATEWAY + "/").text) >= shown_count(browser) >= before + 1
