@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -44,6 +44,12 @@ impl<S: CountStore> Routes<S> {
     }
 
     async fn route(&self, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+        if !has_valid_host(&req) {
+            return (
+                "other",
+                response::error(StatusCode::BAD_REQUEST, "bad_host", "exactly one valid Host header required"),
+            );
+        }
         let method = req.method().clone();
         let reading = matches!(method, Method::GET | Method::HEAD);
         match req.uri().path() {
@@ -111,6 +117,17 @@ impl<S: CountStore> Routes<S> {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host header, with more than one,
+/// or with one that is not an authority, gets 400. HTTP/1.0 may omit it.
+fn has_valid_host(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => req.version() < Version::HTTP_11,
+        (Some(host), None) => host.is_empty() || host.to_str().is_ok_and(|h| h.parse::<http::uri::Authority>().is_ok()),
+        (Some(_), Some(_)) => false,
+    }
+}
+
 // The refusal is the response itself, built once per refused request: boxing it buys nothing.
 #[allow(clippy::result_large_err)]
 fn accepted(req: &Request<Incoming>, offered: &[Format]) -> Result<Format, Response<Body>> {
@@ -130,6 +147,12 @@ fn accepted(req: &Request<Incoming>, offered: &[Format]) -> Result<Format, Respo
 /// Reads and discards a body of at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
 async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> {
     let too_large = || response::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large");
+    // hyper lets Transfer-Encoding win over a Content-Length sent with it and
+    // drops the latter, so a CL+TE conflict (request smuggling's shape) cannot be
+    // told from plain chunked here. `/inc` needs no body: refuse chunked outright.
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Err(response::error(StatusCode::LENGTH_REQUIRED, "length_required", "chunked bodies are not accepted"));
+    }
     let body = req.into_body();
     if body.is_end_stream() {
         return Ok(());
@@ -139,7 +162,9 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
     }
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(too_large()),
+        Ok(Err(err)) if err.is::<LengthLimitError>() => Err(too_large()),
+        // Bad chunked framing or a peer that went away mid-body.
+        Ok(Err(_)) => Err(response::error(StatusCode::BAD_REQUEST, "bad_body", "malformed request body")),
         Err(_) => Err(response::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body too slow")),
     }
 }
