@@ -123,9 +123,22 @@ fn has_valid_host(req: &Request<Incoming>) -> bool {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
         (None, _) => req.version() < Version::HTTP_11,
-        (Some(host), None) => host.is_empty() || host.to_str().is_ok_and(|h| h.parse::<http::uri::Authority>().is_ok()),
+        (Some(host), None) => host.is_empty() || host.to_str().is_ok_and(is_host),
         (Some(_), Some(_)) => false,
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2): an authority without userinfo, with
+/// a port that fits in 16 bits if there is one.
+fn is_host(raw: &str) -> bool {
+    let Ok(authority) = raw.parse::<http::uri::Authority>() else { return false };
+    // The port after the last ':' outside an IPv6 literal; empty is allowed by the grammar.
+    let port = match raw.rfind(']') {
+        Some(end) => raw[end + 1..].strip_prefix(':'),
+        None => raw.rsplit_once(':').map(|(_, port)| port),
+    };
+    let port_ok = port.is_none_or(|p| p.is_empty() || p.parse::<u16>().is_ok());
+    port_ok && !raw.contains('@') && !authority.host().is_empty()
 }
 
 // The refusal is the response itself, built once per refused request: boxing it buys nothing.
@@ -166,5 +179,20 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
         // Bad chunked framing or a peer that went away mid-body.
         Ok(Err(_)) => Err(response::error(StatusCode::BAD_REQUEST, "bad_body", "malformed request body")),
         Err(_) => Err(response::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body too slow")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host;
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_16_bit_port() {
+        for ok in ["counter.test", "127.0.0.1:8080", "[::1]:80", "localhost:", "web-inc.service.consul"] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in ["a b", "evil.test/x", "user@evil.test", "evil.test:99999999", "[::1", ":80", "x:y"] {
+            assert!(!is_host(bad), "{bad}");
+        }
     }
 }
