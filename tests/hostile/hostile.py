@@ -41,6 +41,8 @@ KEY = "counter"
 ANSWER_WAIT = 4.0
 # Once a response is complete, this much quiet means no more are coming.
 QUIET = 0.4
+# Where the services started here write their logs (the run's temporary directory).
+LOG_DIR = Path(tempfile.gettempdir())
 
 
 # --- a little Redis client (RESP over a socket) ---------------------------------
@@ -365,7 +367,7 @@ def start_redis(tmp, name, extra=()):
 
 
 def start_service(binary, port, redis_args, extra=()):
-    log = open(Path(tempfile.gettempdir()) / f"counter-hostile-{port}.log", "wb")
+    log = open(LOG_DIR / f"web-{port}.log", "wb")
     proc = subprocess.Popen([str(binary), "--role", "all", "--listen", f"127.0.0.1:{port}", *redis_args,
                              "--log-level", "warn", *extra], stdout=log, stderr=subprocess.STDOUT)
     wait_port(port, "the service", proc)
@@ -491,7 +493,9 @@ def main():
     if not shutil.which("redis-server"):
         sys.exit("error: redis-server not found: run scripts/install")
     procs = []
+    global LOG_DIR
     with tempfile.TemporaryDirectory(prefix="counter-hostile-") as tmp:
+        LOG_DIR = Path(tmp)
         try:
             primary, pport = start_redis(tmp, "primary")
             procs.append(primary)
