@@ -3,7 +3,7 @@
 //! the store within a second or two. When Consul cannot be reached the last known
 //! endpoints stay in force and the watch retries with backoff.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -191,8 +191,12 @@ pub fn parse_health(body: &[u8]) -> anyhow::Result<Vec<SocketAddr>> {
         .into_iter()
         .filter_map(|e| {
             let host = if e.service.address.is_empty() { e.node.address } else { e.service.address };
-            match host.parse() {
-                Ok(ip) => Some(SocketAddr::new(ip, e.service.port)),
+            match host.parse::<IpAddr>() {
+                Ok(ip) if e.service.port != 0 && is_unicast(ip) => Some(SocketAddr::new(ip, e.service.port)),
+                Ok(_) => {
+                    warn!(address = %host, port = e.service.port, "skipping a redis instance nobody can connect to");
+                    None
+                }
                 Err(_) => {
                     warn!(address = %host, "skipping a redis instance whose address is not an IP");
                     None
@@ -203,6 +207,14 @@ pub fn parse_health(body: &[u8]) -> anyhow::Result<Vec<SocketAddr>> {
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
+}
+
+/// An address a connection can go to: not 0.0.0.0 / ::, not multicast or broadcast.
+fn is_unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast()),
+        IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +237,10 @@ mod tests {
         assert!(parse_health(body).unwrap().is_empty());
         assert!(parse_health(b"{not json").is_err());
         assert!(parse_health(br#"[{"Node":{},"Service":{"Port":70000}}]"#).is_err());
+        let unusable = br#"[{"Node":{"Address":"0.0.0.0"},"Service":{"Port":6379}},
+                            {"Node":{"Address":"127.0.0.1"},"Service":{"Port":0}},
+                            {"Node":{"Address":"224.0.0.1"},"Service":{"Port":6379}}]"#;
+        assert!(parse_health(unusable).unwrap().is_empty());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body as _, Incoming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -57,6 +57,12 @@ impl<S: CountStore> Routes<S> {
     }
 
     async fn route(&self, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+        if !has_valid_host(&req) {
+            return (
+                "other",
+                response::error(StatusCode::BAD_REQUEST, "bad_host", "exactly one valid Host header required"),
+            );
+        }
         let method = req.method().clone();
         let reading = matches!(method, Method::GET | Method::HEAD);
         match req.uri().path() {
@@ -124,6 +130,30 @@ impl<S: CountStore> Routes<S> {
     }
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request without a Host header, with more than one,
+/// or with one that is not an authority, gets 400. HTTP/1.0 may omit it.
+fn has_valid_host(req: &Request<Incoming>) -> bool {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => req.version() < Version::HTTP_11,
+        (Some(host), None) => host.is_empty() || host.to_str().is_ok_and(is_host),
+        (Some(_), Some(_)) => false,
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2): an authority without userinfo, with
+/// a port that fits in 16 bits if there is one.
+fn is_host(raw: &str) -> bool {
+    let Ok(authority) = raw.parse::<http::uri::Authority>() else { return false };
+    // The port after the last ':' outside an IPv6 literal; empty is allowed by the grammar.
+    let port = match raw.rfind(']') {
+        Some(end) => raw[end + 1..].strip_prefix(':'),
+        None => raw.rsplit_once(':').map(|(_, port)| port),
+    };
+    let port_ok = port.is_none_or(|p| p.is_empty() || p.parse::<u16>().is_ok());
+    port_ok && !raw.contains('@') && !authority.host().is_empty()
+}
+
 // The refusal is the response itself, built once per refused request: boxing it buys nothing.
 #[allow(clippy::result_large_err)]
 fn accepted(req: &Request<Incoming>, offered: &[Format]) -> Result<Format, Response<Body>> {
@@ -143,6 +173,12 @@ fn accepted(req: &Request<Incoming>, offered: &[Format]) -> Result<Format, Respo
 /// Reads and discards a body of at most [`MAX_BODY_BYTES`], within [`BODY_TIMEOUT`].
 async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> {
     let too_large = || response::error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "request body too large");
+    // hyper lets Transfer-Encoding win over a Content-Length sent with it and
+    // drops the latter, so a CL+TE conflict (request smuggling's shape) cannot be
+    // told from plain chunked here. `/inc` needs no body: refuse chunked outright.
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Err(response::error(StatusCode::LENGTH_REQUIRED, "length_required", "chunked bodies are not accepted"));
+    }
     let body = req.into_body();
     if body.is_end_stream() {
         return Ok(());
@@ -152,7 +188,24 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
     }
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(too_large()),
+        Ok(Err(err)) if err.is::<LengthLimitError>() => Err(too_large()),
+        // Bad chunked framing or a peer that went away mid-body.
+        Ok(Err(_)) => Err(response::error(StatusCode::BAD_REQUEST, "bad_body", "malformed request body")),
         Err(_) => Err(response::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body too slow")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_host;
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_an_optional_16_bit_port() {
+        for ok in ["counter.test", "127.0.0.1:8080", "[::1]:80", "localhost:", "web-inc.service.consul"] {
+            assert!(is_host(ok), "{ok}");
+        }
+        for bad in ["a b", "evil.test/x", "user@evil.test", "evil.test:99999999", "[::1", ":80", "x:y"] {
+            assert!(!is_host(bad), "{bad}");
+        }
     }
 }

@@ -21,7 +21,9 @@ use super::response::Body;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// A client must send its whole request head within this.
+    /// A client must send its whole request head within this. hyper starts the
+    /// same timer when a keep-alive connection goes idle, so it is also the idle
+    /// timeout: a connection that sends nothing for this long is closed.
     pub header_read_timeout: Duration,
     /// Largest request head (request line + headers) read before answering 431.
     pub max_header_bytes: usize,
@@ -50,8 +52,10 @@ where
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut http = http1::Builder::new();
+    // At most 100 header lines (hyper's default, kept on the stack): more get 431.
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.max_header_bytes.max(8192))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();

@@ -40,13 +40,21 @@ async fn hostile_requests_get_4xx_or_a_close_and_change_nothing() {
 
     let chunk = format!("{:x}\r\n{}\r\n", 4096, "z".repeat(4096));
     let chunked = format!("POST /inc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}0\r\n\r\n");
-    assert_eq!(raw(&app, chunked.as_bytes()).await, Some(413), "streamed huge body");
+    assert_eq!(raw(&app, chunked.as_bytes()).await, Some(411), "chunked body (CL+TE smuggling cannot be told from it)");
 
     assert_client_error(raw(&app, b"\x00\x01\x02 garbage\r\n\r\n").await, "garbage request line");
     assert_client_error(raw(&app, b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n").await, "traversal");
     assert_client_error(raw(&app, b"GET / HTTP/1.1\r\nHost: x\r\nAccept: \xff\xfe\r\n\r\n").await, "binary Accept");
     assert_eq!(raw(&app, b"GET /inc HTTP/1.1\r\nHost: x\r\nAccept: image/png\r\n\r\n").await, Some(406));
     assert_eq!(raw(&app, b"GET / HTTP/1.1\r\nHost: x\r\nAccept: garbage;;;q=x\r\n\r\n").await, Some(406));
+
+    let headers_101: String = (0..99).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let just_over = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers_101}Accept: */*\r\n\r\n");
+    assert_eq!(raw(&app, just_over.as_bytes()).await, Some(431), "101 header lines");
+    assert_eq!(raw(&app, b"POST /inc HTTP/1.1\r\n\r\n").await, Some(400), "no Host");
+    assert_eq!(raw(&app, b"POST /inc HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n").await, Some(400), "two Hosts");
+    let smuggle = b"POST /inc HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert_eq!(raw(&app, smuggle).await, Some(411), "CL+TE");
 
     assert_eq!(app.get("/health/live").await.status(), 200, "the process stays up");
     assert_eq!(app.count_at("/").await, 0, "no hostile request incremented the count");
