@@ -49,7 +49,8 @@ fn server() -> &'static Server {
         let store = Shared(Arc::new(MemoryStore::new()));
         let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap();
-        let routes = Arc::new(Routes { store: store.clone(), role: Role::All, metrics: Metrics::new() });
+        let served_by = counter::http::served_by("counter", addr);
+        let routes = Arc::new(Routes { store: store.clone(), role: Role::All, metrics: Metrics::new(), served_by });
         let handler = move |req| {
             let routes = routes.clone();
             async move { routes.handle(req).await }
