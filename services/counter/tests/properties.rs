@@ -181,7 +181,13 @@ fn request() -> impl Strategy<Value = Generated> {
             }
             // No Host at all, or a body over 1 KiB: refused too.
             let mut worst = if with_host && body.len() <= 1024 { Effect::Clean } else { Effect::Refused };
-            for (h, effect) in headers {
+            // Several Accept headers make one list (`*/*, image/png` is acceptable):
+            // no single one of them decides, so none counts as refused alone.
+            let accepts = headers.iter().filter(|((name, _), _)| name == b"Accept").count();
+            for (h, mut effect) in headers {
+                if accepts > 1 && h.0 == b"Accept" && effect == Effect::Refused {
+                    effect = Effect::Unknown;
+                }
                 worst = match (worst, effect) {
                     (Effect::Refused, _) | (_, Effect::Refused) => Effect::Refused,
                     (Effect::Unknown, _) | (_, Effect::Unknown) => Effect::Unknown,
