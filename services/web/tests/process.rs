@@ -160,3 +160,43 @@ fn a_bad_runtime_file_at_start_exits_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("COUNTER_BREAKER_FAILURES"), "{stderr}");
 }
+
+#[test]
+fn at_info_it_logs_traced_and_failed_requests_not_every_success() {
+    let primary = RedisServer::primary();
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--redis-primary", &primary.addr(), "--log-level", "info"])
+        .env_remove("CONSUL_HTTP_ADDR")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("web to listen", Duration::from_secs(10), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let curl = |extra: &[&str], path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-D", "-", "-o", "/dev/null"])
+            .args(extra)
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        head.lines().find_map(|l| l.strip_prefix("x-request-id: ")).unwrap().trim().to_string()
+    };
+    let untraced = curl(&[], "/");
+    let traced = curl(&["-H", "x-request-id: someone-traces-this"], "/");
+    let failed = curl(&[], "/no-such-page");
+    signal(child.id(), "TERM");
+    child.wait().unwrap();
+    let stdout = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+    let answered = |id: &str| {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .any(|l| l["message"] == "answered" && l["span"]["request_id"] == id)
+    };
+
+    assert_eq!(traced, "someone-traces-this");
+    assert!(answered(&traced), "a request that came with an id is logged:\n{stdout}");
+    assert!(answered(&failed), "a 404 is logged under the id the service made up:\n{stdout}");
+    assert!(!answered(&untraced), "an untraced success is not, at info:\n{stdout}");
+}

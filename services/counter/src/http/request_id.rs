@@ -3,14 +3,15 @@
 
 use http::HeaderMap;
 
-pub fn from_headers(headers: &HeaderMap) -> String {
+/// The id, and whether the caller sent it (someone is tracing this request).
+pub fn from_headers(headers: &HeaderMap) -> (String, bool) {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id)
         .or_else(|| headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| is_safe_id(id)))
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+        .map(|id| (id.to_owned(), true))
+        .unwrap_or_else(|| (format!("{:032x}", rand::random::<u128>()), false))
 }
 
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`; an all-zero id is invalid.
@@ -37,16 +38,17 @@ mod tests {
     #[test]
     fn takes_the_trace_id_of_a_traceparent() {
         let h = headers(&[("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]);
-        assert_eq!(from_headers(&h), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(from_headers(&h), ("4bf92f3577b34da6a3ce929d0e0e4736".to_string(), true));
     }
 
     #[test]
     fn falls_back_to_a_safe_request_id_then_a_new_one() {
-        assert_eq!(from_headers(&headers(&[("x-request-id", "abc-123")])), "abc-123");
-        let fresh = from_headers(&headers(&[("x-request-id", "bad id\"")]));
+        assert_eq!(from_headers(&headers(&[("x-request-id", "abc-123")])), ("abc-123".to_string(), true));
+        let (fresh, traced) = from_headers(&headers(&[("x-request-id", "bad id\"")]));
+        assert!(!traced, "a made-up id is nobody's trace");
         assert_eq!(fresh.len(), 32);
         assert!(fresh.bytes().all(|b| b.is_ascii_hexdigit()));
         let bad_tp = headers(&[("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")]);
-        assert_ne!(from_headers(&bad_tp), "00000000000000000000000000000000");
+        assert_ne!(from_headers(&bad_tp).0, "00000000000000000000000000000000");
     }
 }
