@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 const MAX_BODY_BYTES: usize = 1024;
 /// A request answered slower than this is logged at `info` (microseconds).
 const SLOW_US: u64 = 100_000;
+/// How long a refused chunked body may take to arrive before the 411 goes out anyway.
+const REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(1);
 /// A slow body must not hold a connection past this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -184,6 +186,11 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
     // drops the latter, so a CL+TE conflict (request smuggling's shape) cannot be
     // told from plain chunked here. `/inc` needs no body: refuse chunked outright.
     if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        // Read what a proxy is still sending first (bounded in size and time):
+        // closing with unread bytes makes the kernel send a reset, which can
+        // beat the answer to the proxy, and Traefik then reports a 502.
+        let unread = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
+        let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, unread).await;
         return Err(response::error(StatusCode::LENGTH_REQUIRED, "length_required", "chunked bodies are not accepted"));
     }
     let body = req.into_body();
