@@ -176,6 +176,8 @@ link_configs() {
   # Consul runs the check by name (consul/redis-local.hcl); on real hosts it
   # is installed as /usr/local/bin/redis-role-check.
   ln -sfn "$COUNTER_ROOT/consul/redis-role-check" "$COUNTER_CACHE/bin/redis-role-check"
+  # The Redis and Sentinel units build their runtime config with it.
+  ln -sfn "$COUNTER_ROOT/redis/counter-redis-config" "$COUNTER_CACHE/bin/counter-redis-config"
 }
 
 # proc_field <pid> <n>: field n of /proc/<pid>/stat (3 state, 22 start time).
