@@ -33,8 +33,14 @@ variable "count" {
 
 variable "scaling_max" {
   type        = number
-  description = "Most allocations the autoscaler may run: 6 on one machine; in the cluster at most one per machine (distinct_hosts), so scripts/cluster passes the number of machines (capped at 6)."
+  description = "Most allocations the autoscaler may run: 6 on one machine; in the cluster at most one per host (distinct_hosts), so scripts/jobs passes the number of hosts (capped at 6)."
   default     = 6
+}
+
+variable "scaling_min" {
+  type        = number
+  description = "Fewest allocations the autoscaler keeps: 2 on one machine; in the cluster 3 (scripts/jobs), so a lost host still leaves two."
+  default     = 2
 }
 
 variable "scaling_cpu_target" {
@@ -105,7 +111,7 @@ job "web" {
   group "web" {
     count = var.count
 
-    # Autoscaling between 2 and scaling_max allocations on Nomad's own CPU
+    # Autoscaling between scaling_min and scaling_max allocations on Nomad's own CPU
     # figures (docs/autoscaling.md). The nomad-autoscaler agent (started by
     # scripts/up, config nomad/autoscaler.hcl) reads this policy from the job
     # and changes the count through Nomad's scale API; Nomad itself only
@@ -116,7 +122,7 @@ job "web" {
     # resources.cpu; target-value asks for ceil(count * mean / target).
     scaling {
       enabled = true
-      min     = 2
+      min     = var.scaling_min
       max     = var.scaling_max
 
       policy {

@@ -1,0 +1,83 @@
+# autoscaler: the Nomad Autoscaler as a Nomad job (the cluster; the local
+# stack runs the same agent as a process, with nomad/autoscaler.hcl). It
+# reads web's scaling policy from the job and changes web's count through
+# Nomad's scale API (docs/autoscaling.md). It reaches Nomad through the Task
+# API socket of its own allocation with its workload identity: no token to
+# hand out, and the Nomad ACL policy `autoscaler`, bound to this job (the
+# deploy's cluster_acl role), says what it may do.
+#   nomad job run nomad/autoscaler.nomad.hcl
+
+variable "autoscaler_binary" {
+  type        = string
+  description = "Absolute path of the nomad-autoscaler binary on every client (the deploy installs it there)."
+  default     = "/usr/local/bin/nomad-autoscaler"
+}
+
+job "autoscaler" {
+  type = "service"
+
+  group "autoscaler" {
+    count = 1
+
+    # Restarted where it ran, then elsewhere: it keeps no state of its own
+    # (the policies live in the jobs, the counts in Nomad).
+    restart {
+      attempts = 3
+      interval = "5m"
+      delay    = "5s"
+      mode     = "delay"
+    }
+
+    network {
+      port "http" {}
+    }
+
+    task "autoscaler" {
+      driver = "raw_exec"
+
+      config {
+        command = var.autoscaler_binary
+        args    = ["agent", "-config", "${NOMAD_TASK_DIR}/autoscaler.hcl"]
+      }
+
+      # NOMAD_TOKEN: this task's workload identity, accepted by the Task API.
+      identity {
+        env = true
+      }
+
+      template {
+        destination = "local/autoscaler.hcl"
+        data        = <<-HCL
+          log_level = "INFO"
+          # Health and metrics API, on loopback only.
+          http {
+            bind_address = "127.0.0.1"
+            bind_port    = {{ env "NOMAD_PORT_http" }}
+          }
+          # The Task API: this allocation's own socket to its Nomad agent.
+          nomad {
+            address = "unix://{{ env "NOMAD_SECRETS_DIR" }}/api.sock"
+          }
+          policy {
+            default_evaluation_interval = "10s"
+            default_cooldown            = "1m"
+          }
+          apm "nomad-apm" {
+            driver = "nomad-apm"
+          }
+          strategy "target-value" {
+            driver = "target-value"
+          }
+          target "nomad-target" {
+            driver = "nomad-target"
+          }
+        HCL
+      }
+
+      resources {
+        cpu    = 100
+        memory = 128
+      }
+    }
+  }
+}

@@ -1,0 +1,69 @@
+"""scripts/jobs: the variables each profile submits, and what counts as a
+change in a plan. The submission itself runs against real Nomad in the e2e
+and cluster suites."""
+
+import importlib.machinery
+import importlib.util
+import types
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+loader = importlib.machinery.SourceFileLoader("jobs", str(REPO / "scripts/jobs"))
+spec = importlib.util.spec_from_loader("jobs", loader)
+jobs = importlib.util.module_from_spec(spec)
+loader.exec_module(jobs)
+
+
+def args(**kw):
+    base = dict(artifact=["web=abc:111", "web-inc=def:222"], artifact_url="http://192.0.2.1:8090", set=[],
+                keep_artifacts=False, vars_dir="/nonexistent", job_dir="/repo", traefik_binary="/bin/traefik")
+    base.update(kw)
+    return types.SimpleNamespace(**base)
+
+
+def test_local_profile_submits_the_job_files_defaults_and_the_artifact():
+    v = jobs.job_vars("local", "web", 1, args())
+    assert v == {"version": "abc", "checksum": "111", "artifact_url": "http://192.0.2.1:8090"}
+
+
+def test_cluster_profile_puts_one_web_per_host_with_secrets_and_no_canary():
+    v = jobs.job_vars("cluster", "web", 4, args())
+    assert v["distinct_hosts"] == "true" and v["canary"] == "0" and v["secrets"] == "true"
+    assert (v["count"], v["scaling_min"], v["scaling_max"]) == ("4", "3", "4")
+
+
+def test_cluster_profile_caps_web_at_six_and_keeps_two_web_inc():
+    assert jobs.job_vars("cluster", "web", 9, args())["count"] == "6"
+    assert jobs.job_vars("cluster", "web-inc", 9, args())["count"] == "2"
+
+
+def test_set_overrides_one_job_or_every_job():
+    a = args(set=["web:release=r1", "canary=2"])
+    assert jobs.job_vars("cluster", "web", 3, a)["release"] == "r1"
+    assert "release" not in jobs.job_vars("cluster", "web-inc", 3, a)
+    assert jobs.job_vars("cluster", "web-inc", 3, a)["canary"] == "2"
+
+
+def test_traefik_reads_the_cluster_config_in_the_cluster():
+    assert jobs.job_vars("cluster", "traefik", 3, args())["traefik_config"] == "/repo/cluster/traefik.yml"
+    assert jobs.job_vars("local", "traefik", 1, args())["traefik_config"] == "/repo/traefik/traefik.yml"
+
+
+def test_kept_artifacts_come_from_the_var_file(tmp_path):
+    jobs.write_var_file(str(tmp_path / "web.vars.hcl"), {"version": "v9", "checksum": "c9", "artifact_url": "http://x"})
+    v = jobs.job_vars("cluster", "web", 3, args(artifact=[], keep_artifacts=True, vars_dir=str(tmp_path)))
+    assert (v["version"], v["checksum"], v["artifact_url"]) == ("v9", "c9", "http://x")
+
+
+def test_an_empty_scaling_diff_is_no_change():
+    diff = {"Type": "Edited", "Fields": None, "Objects": None, "TaskGroups": [
+        {"Type": "Edited", "Fields": None, "Objects": [{"Type": "Edited", "Name": "Scaling", "Fields": [], "Objects": None}]}]}
+    assert not jobs.meaningful(diff)
+
+
+def test_a_changed_field_or_an_added_group_is_a_change():
+    field = {"Type": "Edited", "TaskGroups": [{"Type": "Edited", "Tasks": [
+        {"Type": "Edited", "Fields": [{"Type": "Edited", "Name": "Meta[release]", "Old": "a", "New": "b"}]}]}]}
+    assert jobs.meaningful(field)
+    assert jobs.meaningful({"Type": "Edited", "TaskGroups": [{"Type": "Added", "Name": "x"}]})
+    assert not jobs.meaningful({"Type": "None", "Fields": [{"Type": "None", "Old": "1", "New": "1"}]})
