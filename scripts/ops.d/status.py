@@ -7,6 +7,7 @@ request and error rates. Exits 1 when something expected is down.
 """
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -92,10 +93,24 @@ def requests_and_errors(job, samples):
 
 # ---------------------------------------------------------------- redis
 
+# Credentials of a secured cluster (--secrets): redis-cli reads the password
+# from REDISCLI_AUTH, never from an argument.
+CREDENTIALS = {"redis": None, "sentinel": None}
+
+
+def redis_cli(args, who):
+    cmd, env = ["redis-cli", "--no-auth-warning"], dict(os.environ)
+    secret = CREDENTIALS[who]
+    if secret:
+        env["REDISCLI_AUTH"] = secret
+        if who == "redis":
+            cmd += ["--user", "check"]
+    return subprocess.run(cmd + args, capture_output=True, text=True, timeout=3, env=env)
+
+
 def redis_info(host, port, section="replication"):
     try:
-        p = subprocess.run(["redis-cli", "-h", host, "-p", str(port), "INFO", section],
-                           capture_output=True, text=True, timeout=3)
+        p = redis_cli(["-h", host, "-p", str(port), "INFO", section], "redis")
     except (OSError, subprocess.TimeoutExpired):
         return None
     if p.returncode != 0 or ":" not in p.stdout:
@@ -105,8 +120,8 @@ def redis_info(host, port, section="replication"):
 
 def sentinel_primary(host):
     try:
-        p = subprocess.run(["redis-cli", "-h", host, "-p", str(SENTINEL_PORT), "SENTINEL",
-                            "get-master-addr-by-name", SENTINEL_NAME], capture_output=True, text=True, timeout=3)
+        p = redis_cli(["-h", host, "-p", str(SENTINEL_PORT), "SENTINEL",
+                       "get-master-addr-by-name", SENTINEL_NAME], "sentinel")
     except (OSError, subprocess.TimeoutExpired):
         return None
     parts = p.stdout.split()
@@ -171,7 +186,14 @@ def main():
     p.add_argument("--target", default="local")
     p.add_argument("--gateway", required=True)
     p.add_argument("--interval", type=float, default=2.0)
+    p.add_argument("--secrets", help="the deploy's secrets directory: Redis and Sentinel credentials")
     args = p.parse_args()
+    if args.secrets:
+        for who, name in (("redis", "redis-check.password"), ("sentinel", "sentinel.password")):
+            path = os.path.join(args.secrets, name)
+            if os.path.exists(path):
+                with open(path) as f:
+                    CREDENTIALS[who] = f.read().strip()
     nomad, consul = api.nomad(), api.consul()
 
     nodes = try_get(lambda: nomad.get("/v1/nodes"), "nomad", [])

@@ -1,52 +1,64 @@
 # Which Counter deployment scripts/status and scripts/logs look at: the local
-# stack (scripts/up) or the cluster (scripts/cluster up). Sourced, never run.
+# stack (scripts/up), or a deployed cluster given by its inventory (real hosts
+# deployed with scripts/deploy, or the test machines of scripts/cluster,
+# whose inventory is $COUNTER_CACHE/cluster/inventory.yml). Sourced, never run.
 # shellcheck shell=bash
 # Variables here are used by the scripts that source this file.
 # shellcheck disable=SC2034
 
-CLUSTER_NET=198.18.0
+CLUSTER_INVENTORY=${CLUSTER_STATE:-$COUNTER_CACHE/cluster}/inventory.yml
 
 # nomad_answers <addr>: succeeds when a Nomad agent answers there.
 nomad_answers() { curl -s -o /dev/null --max-time 2 "$1/v1/status/leader"; }
 
-# cluster_server: the first of the cluster's servers (m1..m3) whose Nomad
-# answers, so the tools work with m1 down.
-cluster_server() {
-  local i
-  for i in 11 12 13; do
-    if nomad_answers "http://$CLUSTER_NET.$i:4646"; then
-      echo "$CLUSTER_NET.$i"
-      return
-    fi
-  done
-  return 1
+# inventory_servers <inventory>: the servers' addresses, one a line.
+inventory_servers() {
+  python3 "$COUNTER_ROOT/scripts/ops.d/inventory.py" "$1" json |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("\n".join(d["hosts"][s]["addr"] for s in d["servers"]))'
 }
 
-# select_target <local|cluster|auto>: sets TARGET, NOMAD_ADDR, CONSUL_HTTP_ADDR
-# and GATEWAY_URL. auto: the local stack when its Nomad answers, else the
-# cluster when one of its servers does. NOMAD_TOKEN and CONSUL_HTTP_TOKEN in
-# the environment are passed on untouched.
+# select_target <local|cluster|auto> [inventory]: sets TARGET, NOMAD_ADDR,
+# CONSUL_HTTP_ADDR, GATEWAY_URL and SECRETS_DIR. A cluster is reached
+# through the first of its servers whose Nomad answers, so the tools work
+# with any one server down; its management tokens (from the deploy's state
+# on this machine) are used unless NOMAD_TOKEN / CONSUL_HTTP_TOKEN are set.
+# auto: the local stack when its Nomad answers, else the test cluster when
+# it has an inventory.
 select_target() {
-  local want=$1 server
-  if [[ $want == auto ]]; then
-    if nomad_answers http://127.0.0.1:4646; then
+  local want=$1 inventory=${2:-} server="" s
+  if [[ -n $inventory ]]; then
+    want=cluster
+  elif [[ $want == auto ]]; then
+    if nomad_answers http://127.0.0.1:4646 || [[ ! -r $CLUSTER_INVENTORY ]]; then
       want=local
-    elif cluster_server >/dev/null; then
-      want=cluster
     else
-      want=local
+      want=cluster
     fi
   fi
   TARGET=$want
-  case $want in
-    local)
-      export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500
-      GATEWAY_URL=http://127.0.0.1:8080
-      ;;
-    cluster)
-      server=$(cluster_server) || server=$CLUSTER_NET.11
-      export NOMAD_ADDR=http://$server:4646 CONSUL_HTTP_ADDR=http://$server:8500
-      GATEWAY_URL=http://$server:8080
-      ;;
-  esac
+  SECRETS_DIR=""
+  if [[ $want == local ]]; then
+    export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500
+    GATEWAY_URL=http://127.0.0.1:8080
+    return
+  fi
+  inventory=${inventory:-$CLUSTER_INVENTORY}
+  [[ -r $inventory ]] || die "no inventory $inventory (scripts/cluster up, or --inventory FILE)"
+  for s in $(inventory_servers "$inventory"); do
+    [[ -n $server ]] || server=$s
+    if nomad_answers "http://$s:4646"; then
+      server=$s
+      break
+    fi
+  done
+  export NOMAD_ADDR=http://$server:4646 CONSUL_HTTP_ADDR=http://$server:8500
+  GATEWAY_URL=http://$server:8080
+  SECRETS_DIR=$(python3 "$COUNTER_ROOT/scripts/ops.d/inventory.py" "$inventory" state)/secrets
+  if [[ -z ${NOMAD_TOKEN:-} && -r $SECRETS_DIR/nomad-management.token ]]; then
+    NOMAD_TOKEN=$(<"$SECRETS_DIR/nomad-management.token")
+    export NOMAD_TOKEN
+  fi
+  if [[ -z ${CONSUL_HTTP_TOKEN:-} && -z ${CONSUL_HTTP_TOKEN_FILE:-} && -r $SECRETS_DIR/consul-management.token ]]; then
+    export CONSUL_HTTP_TOKEN_FILE=$SECRETS_DIR/consul-management.token
+  fi
 }

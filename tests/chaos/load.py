@@ -2,7 +2,8 @@
 more gateways, recording every acknowledged increment's value and every error.
 
 Stops by itself after --duration seconds or --max-requests requests, whichever
-comes first. Only loopback or the project's own 198.18.0.0/15 machines are
+comes first, or earlier once --stop-file exists (a caller whose fault takes
+an unknown time ends the load when it is done). Only loopback or the project's own 198.18.0.0/15 machines are
 accepted as targets.
 
 Prints one JSON object on stdout:
@@ -14,6 +15,7 @@ import argparse
 import http.client
 import ipaddress
 import json
+import os
 import random
 import sys
 import threading
@@ -45,10 +47,14 @@ class Results:
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
-def worker(gateways, inc_share, deadline, budget, results, started, seed):
+def stopped(stop_file):
+    return bool(stop_file) and os.path.exists(stop_file)
+
+
+def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_file=None):
     rng = random.Random(seed)
     conns = {}
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopped(stop_file):
         with results.lock:
             if budget[0] <= 0:
                 return
@@ -92,6 +98,7 @@ def main():
     p.add_argument("--max-requests", type=int, default=200_000)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--inc-share", type=float, default=0.3, help="fraction of requests that are /inc")
+    p.add_argument("--stop-file", help="stop as soon as this file exists")
     args = p.parse_args()
     bad = [g for g in args.gateways if not allowed(g)]
     if bad:
@@ -99,7 +106,8 @@ def main():
     duration = min(args.duration, 600.0)
     results, started = Results(), time.monotonic()
     deadline, budget = started + duration, [args.max_requests]
-    threads = [threading.Thread(target=worker, args=(args.gateways, args.inc_share, deadline, budget, results, started, i))
+    threads = [threading.Thread(target=worker, args=(args.gateways, args.inc_share, deadline, budget, results, started, i,
+                                                     args.stop_file))
                for i in range(args.workers)]
     for t in threads:
         t.start()

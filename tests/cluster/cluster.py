@@ -1,0 +1,161 @@
+"""The test machines of scripts/cluster as the tests see them: an inventory,
+its hosts and addresses, the deploy's secrets, and the tools an operator
+uses (nomad, consul, redis-cli, ssh, scripts/deploy, scripts/status,
+scripts/chaos), run with the cluster's management tokens from files.
+Standard library only.
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("COUNTER_CACHE")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "counter")
+STATE = Path(os.environ.get("CLUSTER_STATE") or CACHE / "cluster")
+INVENTORY = STATE / "inventory.yml"
+SECRETS = STATE / "secrets"
+BIN = CACHE / "bin"
+
+
+def run(cmd, check=True, timeout=900, env=None, input=None):
+    """A command's completed process; its output is echoed on failure."""
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd[0]} {' '.join(cmd[1:3])}... exited {p.returncode}\n"
+                             f"--- stdout\n{p.stdout[-6000:]}\n--- stderr\n{p.stderr[-6000:]}")
+    return p
+
+
+def secret(name):
+    return (SECRETS / name).read_text().strip()
+
+
+def http(url, method="GET", headers=None, data=None, timeout=5):
+    """(status, body); HTTP error statuses are returned, not raised."""
+    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def eventually(fn, timeout, what):
+    """fn() until it returns a truthy value; its last value or error is the failure message."""
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+            last = value
+        except (AssertionError, OSError, subprocess.SubprocessError, ValueError, KeyError) as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s (last: {last})")
+        time.sleep(1)
+
+
+class Cluster:
+    """The running test cluster, read from its inventory."""
+
+    def __init__(self):
+        out = run(["python3", str(REPO / "scripts/ops.d/inventory.py"), str(INVENTORY), "json"]).stdout
+        d = json.loads(out)
+        self.hosts = d["clients"]
+        self.servers = d["servers"]
+        self.addr = {h: d["hosts"][h]["addr"] for h in self.hosts}
+        self.ssh_args = {h: d["hosts"][h]["ssh_args"] for h in self.hosts}
+        self.nomad_addr = f"http://{self.addr[self.servers[0]]}:4646"
+        self.consul_addr = f"http://{self.addr[self.servers[0]]}:8500"
+
+    def gateway(self, host):
+        return f"http://{self.addr[host]}:8080"
+
+    def env(self, tokens=True):
+        """The environment the nomad and consul CLIs need (tokens from files)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
+        env.update(PATH=f"{BIN}:{env.get('PATH', '')}", NOMAD_ADDR=self.nomad_addr,
+                   CONSUL_HTTP_ADDR=self.consul_addr, NOMAD_CLI_SHOW_HINTS="0")
+        if tokens:
+            env["NOMAD_TOKEN"] = secret("nomad-management.token")
+            env["CONSUL_HTTP_TOKEN_FILE"] = str(SECRETS / "consul-management.token")
+        return env
+
+    def nomad(self, *args, check=True, tokens=True):
+        return run([str(BIN / "nomad"), *args], check=check, env=self.env(tokens))
+
+    def consul(self, *args, check=True, tokens=True):
+        return run([str(BIN / "consul"), *args], check=check, env=self.env(tokens))
+
+    def nomad_api(self, path):
+        req = urllib.request.Request(self.nomad_addr + path, headers={"X-Nomad-Token": secret("nomad-management.token")})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def consul_api(self, path):
+        req = urllib.request.Request(self.consul_addr + path,
+                                     headers={"X-Consul-Token": secret("consul-management.token")})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def ssh(self, host, command, check=True):
+        """A shell command on a host, over SSH as the deploy reaches it."""
+        return run(["ssh", *self.ssh_args[host], command], check=check, timeout=120)
+
+    def redis_cli(self, host, *args, user="check", password_file="redis-check.password", port=6380):
+        env = dict(os.environ)
+        if user:
+            env["REDISCLI_AUTH"] = secret(password_file)
+        cmd = ["redis-cli", "--no-auth-warning", "-h", self.addr[host], "-p", str(port)]
+        if user and user != "default":
+            cmd += ["--user", user]
+        return run(cmd + list(args), check=False, env=env, timeout=10).stdout.strip()
+
+    def sentinel_cli(self, host, *args):
+        env = dict(os.environ, REDISCLI_AUTH=secret("sentinel.password"))
+        return run(["redis-cli", "--no-auth-warning", "-h", self.addr[host], "-p", "26380", *args],
+                   check=False, env=env, timeout=10).stdout.strip()
+
+    def primary(self):
+        entries = self.consul_api("/v1/health/service/redis-primary?passing")
+        assert len(entries) == 1, f"{len(entries)} passing redis-primary"
+        addr = entries[0]["Service"]["Address"]
+        return next(h for h in self.hosts if self.addr[h] == addr)
+
+    def running_allocs(self, job):
+        return [a for a in self.nomad_api(f"/v1/job/{job}/allocations") if a["ClientStatus"] == "running"]
+
+
+def deploy(*extra):
+    """scripts/deploy on the test cluster's inventory: (process, recap {host: counts})."""
+    p = run([str(REPO / "scripts/deploy"), "-i", str(INVENTORY), *extra], timeout=1500)
+    return p, recap(p.stdout)
+
+
+def recap(output):
+    """Ansible's PLAY RECAP: {host: {"ok": n, "changed": n, ...}}."""
+    out = {}
+    for line in output.splitlines():
+        m = re.match(r"^(\S+)\s+:\s+(ok=.*)$", line)
+        if m:
+            out[m.group(1)] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return out
+
+
+def secret_values():
+    """Every generated secret of the cluster (tokens, passwords, keys)."""
+    return [p.read_text().strip() for p in SECRETS.iterdir()
+            if p.suffix in (".token", ".password", ".key") and p.read_text().strip()]
+
+
+def lines_with_secret(text):
+    values = secret_values()
+    assert values, "no secrets found to look for"
+    return [line for line in text.splitlines() if any(v in line for v in values)]

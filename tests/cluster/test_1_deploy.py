@@ -1,0 +1,113 @@
+"""The deploy: every host runs its agents, Redis and gateway; one counter
+through every gateway; a second deploy changes nothing; the operator tools
+work on the secured cluster."""
+
+import json
+import subprocess
+import uuid
+
+from cluster import REPO, deploy, eventually, http, lines_with_secret, run
+
+
+def test_every_host_is_a_consul_member_and_a_ready_nomad_node(cluster):
+    def members():
+        alive = [m["Name"] for m in cluster.consul_api("/v1/agent/members") if m["Status"] == 1]
+        return sorted(alive) == sorted(cluster.hosts)
+    eventually(members, 60, f"consul members {cluster.hosts} alive")
+
+    def nodes():
+        ready = [n["Name"] for n in cluster.nomad_api("/v1/nodes") if n["Status"] == "ready"]
+        return sorted(ready) == sorted(cluster.hosts)
+    eventually(nodes, 60, f"nomad nodes {cluster.hosts} ready")
+
+
+def test_the_servers_have_one_leader(cluster):
+    peers = cluster.nomad_api("/v1/operator/raft/configuration")["Servers"]
+    assert sorted(p["Node"].split(".")[0] for p in peers) == sorted(cluster.servers)
+    assert sum(p["Leader"] for p in peers) == 1
+    assert cluster.consul_api("/v1/status/peers") and len(cluster.consul_api("/v1/status/peers")) == len(cluster.servers)
+
+
+def test_every_host_runs_redis_sentinel_consul_and_nomad(cluster):
+    for host in cluster.hosts:
+        out = cluster.ssh(host, "systemctl is-active 'counter-redis@*' counter-sentinel consul nomad").stdout.split()
+        assert out == ["active"] * 4, f"{host}: {out}"
+
+
+def test_web_runs_on_distinct_hosts_one_per_host(cluster):
+    nodes = [a["NodeName"] for a in cluster.running_allocs("web")]
+    assert len(nodes) == len(set(nodes)) >= 3, f"web on {nodes}"
+
+
+def test_the_primary_has_every_other_host_as_a_connected_replica(cluster):
+    info = cluster.redis_cli(cluster.primary(), "INFO", "replication")
+    assert f"connected_slaves:{len(cluster.hosts) - 1}" in info, info
+
+
+def test_one_counter_through_every_gateway(cluster):
+    status, body = http(cluster.gateway(cluster.hosts[0]) + "/")
+    assert status == 200, body
+    start = int(body)
+    for i, host in enumerate(cluster.hosts, 1):
+        status, body = http(cluster.gateway(host) + "/inc", timeout=10)
+        assert (status, body.strip()) == (200, str(start + i)), f"/inc via {host}"
+    for host in cluster.hosts:
+        status, body = http(cluster.gateway(host) + "/")
+        assert (status, body.strip()) == (200, str(start + len(cluster.hosts))), f"GET / via {host}"
+
+
+def test_a_request_id_is_found_in_the_gateways_and_the_services_logs(cluster):
+    rid = f"cluster-test-{uuid.uuid4().hex[:12]}"
+    host = cluster.hosts[1]
+    req = subprocess.run(["curl", "-sf", "--max-time", "5", "-o", "/dev/null", "-w", "%header{x-served-by}",
+                          "-H", f"X-Request-Id: {rid}", cluster.gateway(host) + "/inc"], capture_output=True, text=True)
+    assert req.returncode == 0, req.stderr
+    served = req.stdout.strip()
+
+    def found():
+        out = run([str(REPO / "scripts/logs"), "--cluster", "--request-id", rid], check=False).stdout
+        access = any(f"access GET /inc 200" in line and f"id={rid}" in line and served in line for line in out.splitlines())
+        service = any(f" {served} info answered" in line and f"request_id={rid}" in line for line in out.splitlines())
+        return access and service
+    eventually(found, 30, f"{rid}: the access line and {served}'s line in scripts/logs")
+
+
+def test_status_shows_one_primary_and_the_replicas_with_their_lag(cluster):
+    out = run([str(REPO / "scripts/status"), "--cluster"], check=False).stdout
+    redis = out[out.index("== redis"):]
+    rows = [line.split() for line in redis.splitlines() if line.split()[:1] and line.split()[0] in cluster.hosts]
+    roles = [r[2] for r in rows if len(r) > 3]
+    assert roles.count("primary") == 1, redis
+    assert roles.count("replica") == len(cluster.hosts) - 1, redis
+    for r in rows:
+        if len(r) > 3 and r[2] == "replica":
+            assert r[3].endswith("B"), f"replica row without a lag in bytes: {r}"
+
+
+def test_a_second_deploy_changes_nothing_and_logs_no_secret(cluster):
+    p, recap = deploy("--no-build")
+    assert set(recap) >= set(cluster.hosts), recap
+    changed = {host: counts["changed"] for host, counts in recap.items() if counts.get("changed")}
+    assert not changed, f"changed on a second run: {changed}\n{p.stdout[-4000:]}"
+    assert all(counts.get("failed", 0) == 0 for counts in recap.values()), recap
+    assert lines_with_secret(p.stdout + p.stderr) == []
+
+
+def test_the_deploy_path_never_reaches_into_a_machine():
+    out = subprocess.run(["grep", "-rln", r"nsenter\|machinectl\|systemd-run", "deploy/", "scripts/deploy", "scripts/jobs"],
+                         cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 1, f"grep failed or found a machine-only tool: {out.stdout}{out.stderr}"
+    assert out.stdout == "", f"the deploy uses a machine-only tool: {out.stdout}"
+
+
+def test_the_autoscaler_job_reads_webs_policy_through_its_workload_identity(cluster):
+    alloc = cluster.running_allocs("autoscaler")[0]
+    port = cluster.nomad_api(f"/v1/allocation/{alloc['ID']}")["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+
+    def evaluating():
+        out = cluster.ssh(alloc["NodeName"], f"curl -sf 127.0.0.1:{port}/v1/metrics").stdout
+        metrics = json.loads(out)
+        policies = [g["Value"] for g in metrics["Gauges"] if g["Name"].endswith(".policy.total_num")]
+        evaluated = [s for s in metrics["Samples"] if s["Name"] == "nomad-autoscaler.scale.evaluate_ms"]
+        return policies == [1.0] and evaluated
+    eventually(evaluating, 60, "the autoscaler holds web's policy and evaluates it")

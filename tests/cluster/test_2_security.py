@@ -1,0 +1,90 @@
+"""The secured cluster: default-deny ACLs in Consul and Nomad, Redis users
+with least privilege, secrets that reach tasks through Nomad Variables and
+never a process list, a log, a job spec or the repository."""
+
+import subprocess
+
+from cluster import REPO, eventually, lines_with_secret, run, secret_values
+
+
+def test_jobs_templates_read_their_runtime_settings_with_their_workload_identities(cluster):
+    cluster.consul("kv", "put", "counter/config/all/COUNTER_LOG_LEVEL", "info")
+    try:
+        for job in ("web", "web-inc"):
+            for alloc in cluster.running_allocs(job):
+                def rendered(alloc=alloc, job=job):
+                    out = cluster.nomad("alloc", "fs", alloc["ID"], f"{job}/local/runtime.env", check=False).stdout
+                    return "COUNTER_LOG_LEVEL=info" in out.splitlines()
+                eventually(rendered, 20, f"{job} allocation {alloc['ID'][:8]} renders the KV setting")
+    finally:
+        cluster.consul("kv", "delete", "counter/config/all/COUNTER_LOG_LEVEL")
+
+
+def test_consul_without_a_token_sees_no_service_and_is_refused_info(cluster):
+    services = cluster.consul("catalog", "services", check=False, tokens=False).stdout.split()
+    assert not set(services) & {"web", "web-inc", "redis-primary", "redis-replica", "traefik"}, services
+    info = cluster.consul("info", check=False, tokens=False)
+    assert info.returncode != 0 and "403" in info.stderr + info.stdout
+    assert "web-inc" in cluster.consul("catalog", "services").stdout.split()
+
+
+def test_nomad_without_a_token_is_refused(cluster):
+    out = cluster.nomad("job", "status", check=False, tokens=False)
+    assert out.returncode != 0 and "403" in out.stderr + out.stdout, out.stdout + out.stderr
+
+
+def test_redis_and_sentinel_refuse_a_client_without_credentials(cluster):
+    for host in cluster.hosts:
+        assert cluster.redis_cli(host, "GET", "counter", user=None).startswith("NOAUTH"), host
+        out = run(["redis-cli", "-h", cluster.addr[host], "-p", "26380", "SENTINEL", "get-master-addr-by-name",
+                   "counter"], check=False).stdout
+        assert out.startswith("NOAUTH"), f"{host} sentinel: {out}"
+
+
+def test_web_may_read_the_count_but_never_write_it(cluster):
+    primary = cluster.primary()
+    incr = cluster.redis_cli(primary, "INCR", "counter", user="web", password_file="redis-web.password")
+    get = cluster.redis_cli(primary, "GET", "counter", user="web", password_file="redis-web.password")
+    assert incr.startswith("NOPERM") and get.isdigit(), (incr, get)
+
+
+def scan(text):
+    hits = lines_with_secret(text)
+    assert hits == [], f"{len(hits)} line(s) with a secret, e.g. {hits[0][:60]}..."
+    return len(text.splitlines())
+
+
+def process_lists(cluster):
+    out = run(["ps", "-efww"]).stdout
+    for host in cluster.hosts:
+        out += cluster.ssh(host, "ps -efww").stdout
+    return out
+
+
+def logs(cluster):
+    out = ""
+    for host in cluster.hosts:
+        out += cluster.ssh(host, "journalctl --no-pager -o cat; cat /var/lib/counter/nomad/alloc/*/alloc/logs/* 2>/dev/null",
+                           check=False).stdout
+    return out
+
+
+def test_no_secret_in_any_process_list(cluster):
+    assert scan(process_lists(cluster)) > 50
+
+
+def test_no_secret_in_the_logs(cluster):
+    assert scan(logs(cluster)) > 100
+
+
+def test_no_secret_in_the_job_specs_or_the_agents_service_definitions(cluster):
+    text = "".join(cluster.nomad("job", "inspect", job).stdout for job in ("traefik", "web", "web-inc", "autoscaler"))
+    for host in cluster.hosts:
+        text += cluster.ssh(host, "curl -s http://127.0.0.1:8500/v1/agent/services").stdout
+    assert scan(text) > 100
+
+
+def test_no_secret_in_the_repository():
+    text = subprocess.run(["git", "grep", "-I", "--untracked", "-h", "-e", "", "--", ".", ":!target"],
+                          cwd=REPO, capture_output=True, text=True).stdout
+    assert secret_values() and scan(text) > 1000
