@@ -1,5 +1,5 @@
 # web-inc: increments the count (POST /inc, and GET /inc for curl): INCR on
-# the Redis primary, acknowledged once a replica has it. Traefik routes /inc
+# the Redis primary, acknowledged once every in-sync replica (at least one) has it. Traefik routes /inc
 # here. scripts/up submits it with a var file it writes; by hand, from the
 # repo root:
 #   nomad job run -var-file=$COUNTER_STATE/jobs/web-inc.vars.hcl nomad/web-inc.nomad.hcl

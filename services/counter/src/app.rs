@@ -5,22 +5,27 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{error, info};
 
-use tokio::sync::watch;
-
-use crate::config::{Config, Role, TunableArgs};
+use crate::background::Background;
+use crate::config::{Config, RedisSource, Role};
 use crate::discovery::Discovery;
 use crate::http::{Limits, Routes, serve, served_by};
 use crate::logic::CountStore;
 use crate::metrics::Metrics;
-use crate::redis_store::RedisStore;
-use crate::redis_store::StoreTunables;
+use crate::redis_store::{RedisStore, StoreSettings, StoreTunables};
 use crate::reload::Reloader;
 use crate::telemetry::LogFilter;
+
+/// How long the background tasks get to end once the server has drained; a
+/// write batch still waiting for its `WAIT` is the longest. Stopping takes at
+/// most the drain timeout plus this: keep both below Nomad's `kill_timeout`.
+const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A bound, not yet serving, service.
 pub struct Application<S = RedisStore> {
@@ -31,61 +36,81 @@ pub struct Application<S = RedisStore> {
     /// Feeds reloaded timeouts and breaker thresholds to the store.
     store_tunables: watch::Sender<StoreTunables>,
     metrics: Metrics,
+    /// The store's lanes, discovery's watches and the reloader: stopped and
+    /// joined by [`Application::run_until_stopped`].
+    background: Background,
 }
 
 impl Application<RedisStore> {
-    /// Binds `config.listen()` and wires the Redis store to fixed endpoints or Consul.
+    /// Binds `config.listen` and wires the Redis store to fixed endpoints or Consul.
     pub async fn build(config: &Config) -> anyhow::Result<Application<RedisStore>> {
         let metrics = Metrics::new();
-        let discovery = match (config.fixed_endpoints(), &config.consul) {
-            (Some(fixed), _) => Discovery::fixed(fixed),
-            (None, Some(consul)) => {
-                let token = config.consul_token().map_err(anyhow::Error::msg)?;
-                Discovery::consul(consul.clone(), token, metrics.clone())?
+        let background = Background::new();
+        let discovery = match &config.redis {
+            RedisSource::Fixed(endpoints) => Discovery::fixed(endpoints.clone()),
+            RedisSource::Consul { url, token } => {
+                Discovery::consul(url.clone(), token.clone(), metrics.clone(), &background)
             }
-            (None, None) => anyhow::bail!("no store configured: set --consul or --redis-primary"),
         };
-        let (tx, rx) = watch::channel(effective_tunables(config)?.store());
-        let store = RedisStore::start(&discovery, config.store_settings(rx), metrics.clone());
-        let mut app = Application::with_store(config, store, metrics).await?;
-        app.store_tunables = tx;
-        Ok(app)
+        let store_tunables = watch::Sender::new(config.reloadable.store());
+        let settings = StoreSettings {
+            key: config.key.clone(),
+            read_lanes: config.read_lanes,
+            write_lanes: config.write_lanes,
+            credentials: config.credentials.clone(),
+            tunables: store_tunables.subscribe(),
+        };
+        let store = RedisStore::start(discovery, settings, metrics.clone(), &background);
+        Application::serving(config, store, metrics, store_tunables, background).await
     }
 }
 
 impl<S: CountStore> Application<S> {
-    /// Binds `config.listen()` serving `store`: tests pass their own store.
+    /// Binds `config.listen` serving `store`: tests pass their own store.
     pub async fn with_store(config: &Config, store: S, metrics: Metrics) -> anyhow::Result<Application<S>> {
-        let wanted = config.listen();
+        let store_tunables = watch::Sender::new(config.reloadable.store());
+        Application::serving(config, store, metrics, store_tunables, Background::new()).await
+    }
+
+    async fn serving(
+        config: &Config,
+        store: S,
+        metrics: Metrics,
+        store_tunables: watch::Sender<StoreTunables>,
+        background: Background,
+    ) -> anyhow::Result<Application<S>> {
+        let wanted = config.listen;
         let listener = TcpListener::bind(wanted).await.with_context(|| format!("cannot listen on {wanted}"))?;
         let addr = listener.local_addr()?;
         let limits = Limits {
-            max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
-            drain_timeout: config.drain_timeout(),
+            max_connections: config.max_connections,
+            drain_timeout: config.drain_timeout,
             ..Limits::default()
         };
-        let (store_tunables, _) = watch::channel(effective_tunables(config)?.store());
-        let served_by = served_by(config.role().name(), addr);
+        let served_by = served_by(config.role.name(), addr);
         Ok(Application {
             listener,
             addr,
-            routes: Arc::new(Routes { store, role: config.role(), metrics: metrics.clone(), served_by }),
+            routes: Arc::new(Routes { store, role: config.role, metrics: metrics.clone(), served_by }),
             limits,
             store_tunables,
             metrics,
+            background,
         })
     }
 
-    /// The SIGHUP handler of this application's reloadable settings.
-    pub fn reloader(&self, config: &Config, log: Option<LogFilter>) -> anyhow::Result<Reloader> {
-        Ok(Reloader::new(
+    /// Applies the runtime file on every SIGHUP until the application stops.
+    /// `log` changes the log filter; without it only the store's settings reload.
+    pub fn reload_on_sighup(&self, config: &Config, log: Option<LogFilter>) {
+        let reloader = Reloader::new(
             config.runtime_file.clone(),
-            config.tunables.clone(),
-            effective_tunables(config)?,
+            config.reloadable_from_flags.clone(),
+            config.reloadable.clone(),
             self.store_tunables.clone(),
             log,
             self.metrics.clone(),
-        ))
+        );
+        self.background.spawn(reloader.run_on_sighup(self.background.shutdown()));
     }
 
     pub fn port(&self) -> u16 {
@@ -96,7 +121,9 @@ impl<S: CountStore> Application<S> {
         self.addr
     }
 
-    /// Serves until `shutdown` resolves, then drains.
+    /// Serves until `shutdown` resolves, then drains; returns once the
+    /// connections are closed and every background task has ended. The store's
+    /// connections close as it drops, here.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let routes = self.routes;
         let handler = move |req| {
@@ -104,14 +131,8 @@ impl<S: CountStore> Application<S> {
             async move { routes.handle(req).await }
         };
         serve(self.listener, handler, self.limits, shutdown).await;
-    }
-}
-
-/// The start-time settings with the runtime file, if any, laid over them.
-fn effective_tunables(config: &Config) -> anyhow::Result<TunableArgs> {
-    match &config.runtime_file {
-        Some(path) => config.tunables.overlaid_with(path).map_err(anyhow::Error::msg),
-        None => Ok(config.tunables.clone()),
+        // Drained: no request needs the store any more.
+        self.background.stop(BACKGROUND_STOP_TIMEOUT).await;
     }
 }
 
@@ -119,21 +140,15 @@ fn effective_tunables(config: &Config) -> anyhow::Result<TunableArgs> {
 /// SIGTERM or SIGINT. Exit 2 on bad config (from the parser), 1 on start-up failure.
 pub fn run(role: Role) -> ExitCode {
     let config = Config::from_args(role);
-    let service = config.role().name();
-    let log_level = match effective_tunables(&config) {
-        Ok(tunables) => tunables.log_level,
-        Err(err) => {
-            eprintln!("{service}: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let (_logs, log_filter) = match crate::telemetry::init(service, &log_level, config.log_dir.as_deref()) {
-        Ok(logs) => logs,
-        Err(err) => {
-            eprintln!("{service}: {err:#}");
-            return ExitCode::from(2);
-        }
-    };
+    let service = config.role.name();
+    let (_logs, log_filter) =
+        match crate::telemetry::init(service, &config.reloadable.log_level, config.log_dir.as_deref()) {
+            Ok(logs) => logs,
+            Err(err) => {
+                eprintln!("{service}: {err:#}");
+                return ExitCode::from(2);
+            }
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -150,10 +165,7 @@ pub fn run(role: Role) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match app.reloader(&config, Some(log_filter)) {
-            Ok(reloader) => drop(tokio::spawn(reloader.run_on_sighup())),
-            Err(err) => error!(cause = format!("{err:#}"), "runtime settings will not reload"),
-        }
+        app.reload_on_sighup(&config, Some(log_filter));
         info!(listen = %app.local_addr(), role = service, version = env!("CARGO_PKG_VERSION"), "serving");
         app.run_until_stopped(shutdown_signal()).await;
         info!("stopped");

@@ -1,6 +1,8 @@
-//! Flags with environment fallbacks, parsed and validated once at start. A bad
-//! value exits with status 2 and a message naming the flag or variable and the
-//! form it expects.
+//! Flags with environment fallbacks, parsed once at start into a [`Config`] of
+//! final types: the listen address resolved, the Redis source chosen, secrets
+//! read, the runtime file laid over the reloadable settings. Nothing after start
+//! checks them again. A bad value exits with status 2 and a message naming the
+//! flag or variable and the form it expects.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,12 +10,11 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser};
+use http::HeaderValue;
 
-use crate::breaker::BreakerSettings;
 use crate::discovery::Endpoints;
-use tokio::sync::watch;
-
-use crate::redis_store::{RedisCredentials, StoreSettings, StoreTunables};
+use crate::redis_store::RedisCredentials;
+use crate::reloadable::Reloadable;
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -46,104 +47,127 @@ impl Role {
     }
 }
 
-/// The service's settings. Every flag also reads the environment variable named
-/// in `--help`; a flag wins over its variable.
-#[derive(Parser, Debug, Clone)]
+/// The service's settings, parsed and checked once at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub role: Role,
+    pub listen: SocketAddr,
+    /// Where Redis is: fixed addresses or Consul.
+    pub redis: RedisSource,
+    /// The Redis key holding the count.
+    pub key: String,
+    pub credentials: RedisCredentials,
+    /// The reloadable settings from flags, env and defaults. Every reload lays
+    /// the runtime file over these, so a key deleted from it returns to its start value.
+    pub reloadable_from_flags: Reloadable,
+    /// The reloadable settings in force at start: the runtime file, if any, over
+    /// `reloadable_from_flags`.
+    pub reloadable: Reloadable,
+    pub runtime_file: Option<PathBuf>,
+    /// Longest wait for in-flight requests once shutdown starts.
+    pub drain_timeout: Duration,
+    pub max_connections: usize,
+    pub read_lanes: usize,
+    pub write_lanes: usize,
+    pub log_dir: Option<PathBuf>,
+}
+
+/// Where the store finds Redis.
+#[derive(Clone, Debug)]
+pub enum RedisSource {
+    /// `--redis-primary` and `--redis-replicas`.
+    Fixed(Endpoints),
+    /// Followed in Consul's catalog.
+    Consul { url: reqwest::Url, token: Option<ConsulToken> },
+}
+
+/// A Consul ACL token, checked to be a valid header value and marked sensitive,
+/// so neither `Debug` nor the HTTP client shows it.
+#[derive(Clone, Debug)]
+pub struct ConsulToken(HeaderValue);
+
+impl ConsulToken {
+    pub fn parse(token: &str) -> Result<ConsulToken, String> {
+        let mut value = HeaderValue::from_str(token).map_err(|_| "not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        Ok(ConsulToken(value))
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// The flags as clap reads them; [`Config::from_iter_or_exit`] turns them into a
+/// [`Config`]. Every flag also reads the environment variable named in `--help`;
+/// a flag wins over its variable.
+#[derive(Parser, Debug)]
 #[command(
     version,
     about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
     after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file."
 )]
-pub struct Config {
+struct Flags {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
     #[arg(long, env = "COUNTER_LISTEN", value_name = "ADDR:PORT")]
-    pub listen: Option<SocketAddr>,
+    listen: Option<SocketAddr>,
 
     /// Consul HTTP API to discover redis-primary and redis-replica in (scheme optional)
     #[arg(long, env = "CONSUL_HTTP_ADDR", value_name = "URL", value_parser = parse_consul_url)]
-    pub consul: Option<reqwest::Url>,
+    consul: Option<reqwest::Url>,
 
     /// A fixed Redis primary instead of Consul discovery (wins over --consul)
     #[arg(long, env = "COUNTER_REDIS_PRIMARY", value_name = "IP:PORT")]
-    pub redis_primary: Option<SocketAddr>,
+    redis_primary: Option<SocketAddr>,
 
     /// Fixed Redis replicas to read from, comma-separated (with --redis-primary)
     #[arg(long, env = "COUNTER_REDIS_REPLICAS", value_name = "IP:PORT,...", value_delimiter = ',')]
-    pub redis_replicas: Vec<SocketAddr>,
+    redis_replicas: Vec<SocketAddr>,
 
     /// The Redis key holding the count
     #[arg(long, env = "COUNTER_KEY", default_value = "counter", value_parser = parse_key)]
-    pub key: String,
+    key: String,
 
-    /// Settings that may also change while the service runs (--runtime-file, SIGHUP)
-    #[command(flatten)]
-    pub tunables: TunableArgs,
-
-    /// A file of COUNTER_*=value lines for the settings marked "reloadable", read at
+    /// A file of COUNTER_*=value lines for the settings under "Reloadable", read at
     /// start and again on SIGHUP (Nomad renders it from Consul KV); its values win
     #[arg(long, env = "COUNTER_RUNTIME_FILE", value_name = "FILE")]
-    pub runtime_file: Option<PathBuf>,
+    runtime_file: Option<PathBuf>,
 
     /// Redis ACL user to authenticate as (the password comes from COUNTER_REDIS_PASSWORD only)
     #[arg(long, env = "COUNTER_REDIS_USERNAME", value_name = "USER")]
-    pub redis_username: Option<String>,
+    redis_username: Option<String>,
 
     /// Longest wait for in-flight requests after SIGTERM/SIGINT, in seconds (keep below Nomad's kill_timeout)
     #[arg(long, env = "COUNTER_DRAIN_TIMEOUT", value_name = "SECS", default_value_t = 5,
           value_parser = clap::value_parser!(u64).range(0..=300))]
-    pub drain_timeout: u64,
+    drain_timeout: u64,
 
     /// Open connections served at once; more wait in the listen backlog
     #[arg(long, env = "COUNTER_MAX_CONNECTIONS", value_name = "N", default_value_t = 4096,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub max_connections: u64,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
 
     /// Store reads in flight at once; concurrent readers share each one (coalescing)
     #[arg(long, env = "COUNTER_READ_LANES", value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub read_lanes: u16,
+    read_lanes: u16,
 
     /// Increment batches in flight at once, each one INCRBY + WAIT on its own connection (group commit)
     #[arg(long, env = "COUNTER_WRITE_LANES", value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub write_lanes: u16,
+    write_lanes: u16,
 
     /// Directory for a daily-rolling JSON log file, besides stdout
     #[arg(long, env = "COUNTER_LOG_DIR", value_name = "DIR")]
-    pub log_dir: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
 
     /// Which routes to serve; the binary's name picks the default
     #[arg(long, env = "COUNTER_ROLE", value_enum, hide = true)]
-    pub role: Option<Role>,
-}
+    role: Option<Role>,
 
-/// The settings an operator may change without a restart: flags and env at
-/// start, then overridden by `--runtime-file` at start and on every SIGHUP.
-#[derive(clap::Args, Debug, Clone, PartialEq)]
-pub struct TunableArgs {
-    /// Budget for one store read or probe, in milliseconds (reloadable)
-    #[arg(long, env = "COUNTER_STORE_TIMEOUT_MS", value_name = "MS", default_value_t = 500,
-          value_parser = clap::value_parser!(u64).range(10..=60_000))]
-    pub store_timeout_ms: u64,
-
-    /// How long an increment waits for replicas to confirm it, in milliseconds (reloadable)
-    #[arg(long, env = "COUNTER_WAIT_TIMEOUT_MS", value_name = "MS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(1..=60_000))]
-    pub wait_timeout_ms: u64,
-
-    /// Consecutive failures that open an endpoint's circuit breaker (reloadable)
-    #[arg(long, env = "COUNTER_BREAKER_FAILURES", value_name = "N", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub breaker_failures: u32,
-
-    /// How long an open breaker fails fast before a trial call, in milliseconds (reloadable)
-    #[arg(long, env = "COUNTER_BREAKER_COOLDOWN_MS", value_name = "MS", default_value_t = 1000,
-          value_parser = clap::value_parser!(u64).range(10..=600_000))]
-    pub breaker_cooldown_ms: u64,
-
-    /// Log filter, e.g. info or counter=debug,info (reloadable)
-    #[arg(long, env = "COUNTER_LOG_LEVEL", value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
-    pub log_level: String,
+    /// Last: its help heading would carry over to the flags after it.
+    #[command(flatten)]
+    reloadable: Reloadable,
 }
 
 impl Config {
@@ -157,130 +181,106 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let mut command = Config::command().name(role.name());
+        let mut command = Flags::command().name(role.name());
         let matches = command.try_get_matches_from_mut(args).unwrap_or_else(|e| e.exit());
-        let mut config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-        config.role.get_or_insert(role);
-        if let Err(message) = config.resolve_listen(|key| std::env::var(key).ok()) {
-            command.error(ErrorKind::ValueValidation, message).exit();
-        }
-        if let Err(message) = config.consul_token() {
-            command.error(ErrorKind::ValueValidation, message).exit();
-        }
-        if let Some(Err(message)) = config.runtime_file.as_deref().map(|path| config.tunables.overlaid_with(path)) {
-            command.error(ErrorKind::ValueValidation, message).exit();
-        }
-        if config.consul.is_none() && config.redis_primary.is_none() {
-            command
-                .error(
-                    ErrorKind::MissingRequiredArgument,
-                    "no store: set --consul (CONSUL_HTTP_ADDR) or --redis-primary (COUNTER_REDIS_PRIMARY)",
-                )
-                .exit();
-        }
-        config
+        let flags = Flags::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        Config::from_flags(role, flags, |key| std::env::var(key).ok())
+            .unwrap_or_else(|(kind, message)| command.error(kind, message).exit())
     }
 
-    /// Fills `listen` from Nomad's variables, or the role's default port on loopback.
-    fn resolve_listen(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        if self.listen.is_some() {
-            return Ok(());
-        }
-        let ip = match env("NOMAD_IP_http") {
-            Some(raw) => {
-                raw.parse::<IpAddr>().map_err(|_| format!("NOMAD_IP_http: expected an IP address, got '{raw}'"))?
+    /// What clap cannot check: Nomad's variables, secrets from the environment,
+    /// the runtime file, and that some store is configured.
+    fn from_flags(
+        role: Role,
+        flags: Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, (ErrorKind, String)> {
+        let invalid = |message: String| (ErrorKind::ValueValidation, message);
+        let role = flags.role.unwrap_or(role);
+        let listen = match flags.listen {
+            Some(listen) => listen,
+            None => listen_from_nomad(role, &env).map_err(invalid)?,
+        };
+        let consul_token = consul_token_from(&env).map_err(invalid)?;
+        let reloadable = match &flags.runtime_file {
+            Some(path) => flags.reloadable.overlaid_with(path).map_err(invalid)?,
+            None => flags.reloadable.clone(),
+        };
+        let redis = match (flags.redis_primary, flags.consul) {
+            (Some(primary), _) => {
+                RedisSource::Fixed(Endpoints { primary: Some(primary), replicas: flags.redis_replicas })
             }
-            None => IpAddr::from([127, 0, 0, 1]),
+            (None, Some(url)) => RedisSource::Consul { url, token: consul_token },
+            (None, None) => {
+                return Err((
+                    ErrorKind::MissingRequiredArgument,
+                    "no store: set --consul (CONSUL_HTTP_ADDR) or --redis-primary (COUNTER_REDIS_PRIMARY)".into(),
+                ));
+            }
         };
-        let port = match env("NOMAD_PORT_http") {
-            Some(raw) => raw
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("NOMAD_PORT_http: expected a port number 1-65535, got '{raw}'"))?,
-            None => self.role().default_port(),
-        };
-        self.listen = Some(SocketAddr::new(ip, port));
-        Ok(())
-    }
-
-    pub fn role(&self) -> Role {
-        self.role.unwrap_or(Role::Web)
-    }
-
-    pub fn listen(&self) -> SocketAddr {
-        self.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], self.role().default_port())))
-    }
-
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_secs(self.drain_timeout)
-    }
-
-    /// Fixed endpoints when --redis-primary is given; None means discover in Consul.
-    pub fn fixed_endpoints(&self) -> Option<Endpoints> {
-        self.redis_primary.map(|primary| Endpoints { primary: Some(primary), replicas: self.redis_replicas.clone() })
-    }
-
-    /// The store's fixed settings; its reloadable ones arrive through `tunables`.
-    pub fn store_settings(&self, tunables: watch::Receiver<StoreTunables>) -> StoreSettings {
-        StoreSettings {
-            key: self.key.clone(),
-            read_lanes: usize::from(self.read_lanes),
-            write_lanes: usize::from(self.write_lanes),
-            credentials: self.redis_credentials(),
-            tunables,
-        }
-    }
-
-    /// The Redis user and its password. The password is read from the
-    /// environment only: a flag would show it in `ps`.
-    pub fn redis_credentials(&self) -> RedisCredentials {
-        RedisCredentials {
-            username: self.redis_username.clone(),
-            password: std::env::var(REDIS_PASSWORD_ENV).ok().filter(|p| !p.is_empty()),
-        }
+        Ok(Config {
+            role,
+            listen,
+            redis,
+            key: flags.key,
+            // The password comes from the environment only: a flag would show it in `ps`.
+            credentials: RedisCredentials {
+                username: flags.redis_username,
+                password: env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()),
+            },
+            reloadable_from_flags: flags.reloadable,
+            reloadable,
+            runtime_file: flags.runtime_file,
+            drain_timeout: Duration::from_secs(flags.drain_timeout),
+            max_connections: flags.max_connections as usize,
+            read_lanes: usize::from(flags.read_lanes),
+            write_lanes: usize::from(flags.write_lanes),
+            log_dir: flags.log_dir,
+        })
     }
 }
 
-impl Config {
-    /// The Consul ACL token, from CONSUL_HTTP_TOKEN or the file CONSUL_HTTP_TOKEN_FILE
-    /// names (as the Consul CLI reads them); `None` when Consul runs without ACLs.
-    pub fn consul_token(&self) -> Result<Option<String>, String> {
-        consul_token_from(|key| std::env::var(key).ok())
-    }
-}
-
-fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
-    if let Some(token) = env("CONSUL_HTTP_TOKEN").filter(|t| !t.trim().is_empty()) {
-        return Ok(Some(token.trim().to_string()));
-    }
-    let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
-        return Ok(None);
+/// `NOMAD_IP_http:NOMAD_PORT_http` where Nomad sets them, else loopback and the role's default port.
+fn listen_from_nomad(role: Role, env: impl Fn(&str) -> Option<String>) -> Result<SocketAddr, String> {
+    let ip = match env("NOMAD_IP_http") {
+        Some(raw) => {
+            raw.parse::<IpAddr>().map_err(|_| format!("NOMAD_IP_http: expected an IP address, got '{raw}'"))?
+        }
+        None => IpAddr::from([127, 0, 0, 1]),
     };
-    let token =
-        std::fs::read_to_string(&path).map_err(|e| format!("CONSUL_HTTP_TOKEN_FILE: cannot read {path}: {e}"))?;
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(format!("CONSUL_HTTP_TOKEN_FILE: {path} is empty"));
-    }
-    Ok(Some(token.to_string()))
+    let port = match env("NOMAD_PORT_http") {
+        Some(raw) => raw
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| format!("NOMAD_PORT_http: expected a port number 1-65535, got '{raw}'"))?,
+        None => role.default_port(),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// The Consul ACL token, from CONSUL_HTTP_TOKEN or the file CONSUL_HTTP_TOKEN_FILE
+/// names (as the Consul CLI reads them); `None` when Consul runs without ACLs.
+fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<ConsulToken>, String> {
+    let (token, origin) = match env("CONSUL_HTTP_TOKEN").filter(|t| !t.trim().is_empty()) {
+        Some(token) => (token, "CONSUL_HTTP_TOKEN".to_string()),
+        None => {
+            let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
+                return Ok(None);
+            };
+            let token = std::fs::read_to_string(&path)
+                .map_err(|e| format!("CONSUL_HTTP_TOKEN_FILE: cannot read {path}: {e}"))?;
+            if token.trim().is_empty() {
+                return Err(format!("CONSUL_HTTP_TOKEN_FILE: {path} is empty"));
+            }
+            (token, format!("CONSUL_HTTP_TOKEN_FILE: {path}"))
+        }
+    };
+    ConsulToken::parse(token.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
 }
 
 /// The environment variable holding the Redis password (never a flag).
 pub const REDIS_PASSWORD_ENV: &str = "COUNTER_REDIS_PASSWORD";
-
-impl TunableArgs {
-    pub fn store(&self) -> StoreTunables {
-        StoreTunables {
-            store_timeout: Duration::from_millis(self.store_timeout_ms),
-            wait_timeout: Duration::from_millis(self.wait_timeout_ms),
-            breaker: BreakerSettings {
-                failures: self.breaker_failures,
-                cooldown: Duration::from_millis(self.breaker_cooldown_ms),
-            },
-        }
-    }
-}
 
 fn parse_consul_url(raw: &str) -> Result<reqwest::Url, String> {
     // The Consul CLI accepts CONSUL_HTTP_ADDR without a scheme; so do we.
@@ -300,36 +300,35 @@ fn parse_key(raw: &str) -> Result<String, String> {
     Ok(raw.to_string())
 }
 
-fn parse_log_filter(raw: &str) -> Result<String, String> {
-    tracing_subscriber::EnvFilter::try_new(raw)
-        .map(|_| raw.to_string())
-        .map_err(|e| format!("expected a tracing filter like info or counter=debug ({e})"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(std::iter::once("web").chain(args.iter().copied()))
+    fn flags(args: &[&str]) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("web").chain(args.iter().copied()))
+    }
+
+    fn config(args: &[&str], env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        Config::from_flags(Role::Web, flags(args).unwrap(), env).map_err(|(_, message)| message)
     }
 
     #[test]
     fn nomad_variables_give_the_listen_address() {
-        let mut c = parse(&["--redis-primary", "127.0.0.1:6379"]).unwrap();
         let env = |k: &str| match k {
             "NOMAD_IP_http" => Some("198.18.0.12".to_string()),
             "NOMAD_PORT_http" => Some("23456".to_string()),
             _ => None,
         };
-        c.resolve_listen(env).unwrap();
-        assert_eq!(c.listen(), "198.18.0.12:23456".parse().unwrap());
+        let c = config(&["--redis-primary", "127.0.0.1:6379"], env).unwrap();
+        assert_eq!(c.listen, "198.18.0.12:23456".parse().unwrap());
+        let c = config(&["--redis-primary", "127.0.0.1:6379"], |_| None).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap(), "outside Nomad: the role's port on loopback");
     }
 
     #[test]
     fn a_bad_nomad_port_is_named() {
-        let mut c = parse(&["--redis-primary", "127.0.0.1:6379"]).unwrap();
-        let err = c.resolve_listen(|k| (k == "NOMAD_PORT_http").then(|| "http".to_string())).unwrap_err();
+        let env = |k: &str| (k == "NOMAD_PORT_http").then(|| "http".to_string());
+        let err = config(&["--redis-primary", "127.0.0.1:6379"], env).unwrap_err();
         assert!(err.starts_with("NOMAD_PORT_http:"), "{err}");
     }
 
@@ -340,18 +339,39 @@ mod tests {
         let file = dir.join("token");
         std::fs::write(&file, "  from-file\n").unwrap();
         let path = file.display().to_string();
+        let token = |env: &dyn Fn(&str) -> Option<String>| {
+            consul_token_from(env).map(|t| t.map(|t| t.header_value().to_str().unwrap().to_string()))
+        };
         let both = |k: &str| match k {
             "CONSUL_HTTP_TOKEN" => Some("from-env".to_string()),
             "CONSUL_HTTP_TOKEN_FILE" => Some(path.clone()),
             _ => None,
         };
-        assert_eq!(consul_token_from(both).unwrap().as_deref(), Some("from-env"));
+        assert_eq!(token(&both).unwrap().as_deref(), Some("from-env"));
         let file_only = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| path.clone());
-        assert_eq!(consul_token_from(file_only).unwrap().as_deref(), Some("from-file"));
-        assert_eq!(consul_token_from(|_| None).unwrap(), None);
+        assert_eq!(token(&file_only).unwrap().as_deref(), Some("from-file"));
+        assert_eq!(token(&|_| None).unwrap(), None);
         let missing = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| "/nonexistent/token".to_string());
-        assert!(consul_token_from(missing).unwrap_err().starts_with("CONSUL_HTTP_TOKEN_FILE:"));
+        assert!(token(&missing).unwrap_err().starts_with("CONSUL_HTTP_TOKEN_FILE:"));
+        let not_a_header = |k: &str| (k == "CONSUL_HTTP_TOKEN").then(|| "bad\ttoken\u{7f}".to_string());
+        assert!(token(&not_a_header).unwrap_err().starts_with("CONSUL_HTTP_TOKEN:"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_consul_token_never_shows_in_debug() {
+        let env = |k: &str| (k == "CONSUL_HTTP_TOKEN").then(|| "secret-token".to_string());
+        let c = config(&["--consul", "127.0.0.1:8500"], env).unwrap();
+        assert!(matches!(&c.redis, RedisSource::Consul { token: Some(_), .. }), "{c:?}");
+        assert!(!format!("{c:?}").contains("secret-token"), "{c:?}");
+    }
+
+    #[test]
+    fn a_fixed_primary_wins_over_consul() {
+        let c = config(&["--consul", "127.0.0.1:8500", "--redis-primary", "127.0.0.1:6379"], |_| None).unwrap();
+        assert!(matches!(c.redis, RedisSource::Fixed(Endpoints { primary: Some(_), .. })), "{c:?}");
+        let err = config(&[], |_| None).unwrap_err();
+        assert!(err.contains("--consul"), "{err}");
     }
 
     #[test]
@@ -362,9 +382,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_rejected_naming_the_flag() {
-        let err = parse(&["--store-timeout-ms", "soon"]).unwrap_err().to_string();
+        let err = flags(&["--store-timeout-ms", "soon"]).unwrap_err().to_string();
         assert!(err.contains("--store-timeout-ms"), "{err}");
-        let err = parse(&["--log-level", "[[["]).unwrap_err().to_string();
+        let err = flags(&["--log-level", "[[["]).unwrap_err().to_string();
         assert!(err.contains("--log-level"), "{err}");
     }
 }

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::background::Background;
+use crate::config::ConsulToken;
 use crate::metrics::Metrics;
 
 /// Consul service names; the role checks behind them live in `consul/`.
@@ -25,30 +28,30 @@ pub struct Endpoints {
     pub replicas: Vec<SocketAddr>,
 }
 
-/// A source of [`Endpoints`] that the store follows.
+/// A source of [`Endpoints`] that the store follows. It holds the sender, so
+/// the channel stays open as long as the store that owns it.
 pub struct Discovery {
-    rx: watch::Receiver<Endpoints>,
+    tx: watch::Sender<Endpoints>,
 }
 
 impl Discovery {
     /// Fixed addresses, for runs without Consul.
     pub fn fixed(endpoints: Endpoints) -> Discovery {
-        let (tx, rx) = watch::channel(endpoints);
-        // Keep the sender alive so receivers never see the channel closed.
-        std::mem::forget(tx);
-        Discovery { rx }
+        Discovery { tx: watch::Sender::new(endpoints) }
     }
 
-    /// Follows both services in Consul from background tasks.
-    /// `token` is the Consul ACL token, sent on every query (marked sensitive, so never logged).
-    pub fn consul(base: reqwest::Url, token: Option<String>, metrics: Metrics) -> anyhow::Result<Discovery> {
-        let (tx, rx) = watch::channel(Endpoints::default());
+    /// Follows both services in Consul from tasks of `background`, which end when
+    /// it stops. `token` is the Consul ACL token, sent on every query.
+    pub fn consul(
+        base: reqwest::Url,
+        token: Option<ConsulToken>,
+        metrics: Metrics,
+        background: &Background,
+    ) -> Discovery {
+        let tx = watch::Sender::new(Endpoints::default());
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
-            let mut value = reqwest::header::HeaderValue::from_str(&token)
-                .map_err(|_| anyhow::anyhow!("CONSUL_HTTP_TOKEN: not a valid header value"))?;
-            value.set_sensitive(true);
-            headers.insert("x-consul-token", value);
+            headers.insert("x-consul-token", token.header_value().clone());
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
@@ -65,13 +68,13 @@ impl Discovery {
                 tx: tx.clone(),
                 metrics: metrics.clone(),
             };
-            tokio::spawn(watcher.run());
+            background.spawn(watcher.run(background.shutdown()));
         }
-        Ok(Discovery { rx })
+        Discovery { tx }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Endpoints> {
-        self.rx.clone()
+        self.tx.subscribe()
     }
 }
 
@@ -89,28 +92,33 @@ struct Watcher {
 }
 
 impl Watcher {
-    async fn run(self) {
+    /// Follows the service until `shutdown` fires.
+    async fn run(self, shutdown: CancellationToken) {
         let mut index: u64 = 0;
         let mut backoff = BACKOFF_MIN;
-        loop {
-            match self.poll(index).await {
+        while let Some(polled) = shutdown.run_until_cancelled(self.poll(index)).await {
+            let pause = match polled {
                 Ok((next_index, addrs)) => {
                     backoff = BACKOFF_MIN;
                     // Consul's rule: an index that goes backwards means start over.
                     index = if next_index < index { 0 } else { next_index };
                     self.publish(addrs);
-                    if next_index == 0 {
-                        // Without an index the query cannot block: don't spin.
-                        tokio::time::sleep(BACKOFF_MIN).await;
-                    }
+                    // Without an index the query cannot block: don't spin.
+                    (next_index == 0).then_some(BACKOFF_MIN)
                 }
                 Err(err) => {
                     warn!(service = self.service, cause = %err, retry_in_ms = backoff.as_millis() as u64,
                         "consul query failed; keeping the last known endpoints");
-                    tokio::time::sleep(backoff).await;
+                    let pause = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                     index = 0;
+                    Some(pause)
                 }
+            };
+            if let Some(pause) = pause
+                && shutdown.run_until_cancelled(tokio::time::sleep(pause)).await.is_none()
+            {
+                return;
             }
         }
     }

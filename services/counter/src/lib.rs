@@ -11,13 +11,17 @@
 //!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers.
 //! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries.
 //! - [`http`]: the hardened hyper server, routing, content negotiation, request ids.
-//! - [`config`], [`telemetry`], [`metrics`]: flags and env, logs, Prometheus.
-//! - [`runtime_file`], [`reload`]: settings changed without a restart (Consul KV,
-//!   rendered by Nomad, applied on SIGHUP).
+//! - [`config`], [`telemetry`], [`metrics`]: flags and env parsed once into final
+//!   types, logs, Prometheus.
+//! - [`reloadable`], [`runtime_file`], [`reload`]: settings changed without a
+//!   restart, declared once (Consul KV, rendered by Nomad, applied on SIGHUP).
+//! - [`background`]: the tasks that run beside the server, each given the
+//!   shutdown signal, joined when the application stops.
 //! - [`app`]: `Application::build` / `port` / `run_until_stopped`, and [`run`].
 //! - [`memory_store`]: an in-memory [`CountStore`] for unit tests of the logic.
 
 pub mod app;
+pub mod background;
 pub mod breaker;
 pub mod config;
 pub mod discovery;
@@ -27,13 +31,16 @@ pub mod memory_store;
 pub mod metrics;
 pub mod redis_store;
 pub mod reload;
+pub mod reloadable;
 pub mod runtime_file;
 pub mod telemetry;
 
 pub use app::{Application, run};
+pub use background::Background;
 pub use breaker::Breaker;
-pub use config::{Config, Role};
+pub use config::{Config, RedisSource, Role};
 pub use discovery::{Discovery, Endpoints};
 pub use logic::{Count, CountStore, Side, StoreError};
 pub use memory_store::MemoryStore;
 pub use redis_store::RedisStore;
+pub use reloadable::Reloadable;

@@ -9,19 +9,20 @@
 use std::path::PathBuf;
 
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::TunableArgs;
 use crate::metrics::Metrics;
 use crate::redis_store::StoreTunables;
+use crate::reloadable::Reloadable;
 use crate::telemetry::LogFilter;
 
 pub struct Reloader {
     path: Option<PathBuf>,
     /// Flags, env and defaults as the process started: each reload overlays the
     /// file on these, so a key deleted from the file returns to its start value.
-    base: TunableArgs,
-    current: TunableArgs,
+    base: Reloadable,
+    current: Reloadable,
     store: watch::Sender<StoreTunables>,
     log: Option<LogFilter>,
     metrics: Metrics,
@@ -30,8 +31,8 @@ pub struct Reloader {
 impl Reloader {
     pub fn new(
         path: Option<PathBuf>,
-        base: TunableArgs,
-        current: TunableArgs,
+        base: Reloadable,
+        current: Reloadable,
         store: watch::Sender<StoreTunables>,
         log: Option<LogFilter>,
         metrics: Metrics,
@@ -54,27 +55,20 @@ impl Reloader {
             log.set(&next.log_level).map_err(|e| format!("COUNTER_LOG_LEVEL: {e}"))?;
         }
         self.store.send_replace(next.store());
-        info!(
-            log_level = next.log_level,
-            store_timeout_ms = next.store_timeout_ms,
-            wait_timeout_ms = next.wait_timeout_ms,
-            breaker_failures = next.breaker_failures,
-            breaker_cooldown_ms = next.breaker_cooldown_ms,
-            "runtime settings applied"
-        );
+        next.log_applied();
         self.current = next;
         Ok(true)
     }
 
-    /// Reloads on every SIGHUP for the life of the process. Installing the
-    /// handler also keeps SIGHUP from killing the process, its default action.
-    pub async fn run_on_sighup(mut self) {
+    /// Reloads on every SIGHUP until `shutdown` fires. Installing the handler
+    /// also keeps SIGHUP from killing the process, its default action.
+    pub async fn run_on_sighup(mut self, shutdown: CancellationToken) {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut hangups) = signal(SignalKind::hangup()) else {
             error!("cannot install the SIGHUP handler; runtime settings will not reload");
             return;
         };
-        while hangups.recv().await.is_some() {
+        while let Some(Some(())) = shutdown.run_until_cancelled(hangups.recv()).await {
             match self.reload() {
                 Ok(changed) => {
                     self.metrics.reload("applied");
@@ -102,11 +96,11 @@ mod tests {
     #[derive(Parser)]
     struct Args {
         #[command(flatten)]
-        tunables: TunableArgs,
+        reloadable: Reloadable,
     }
 
     fn setup(name: &str) -> (PathBuf, Reloader, watch::Receiver<StoreTunables>) {
-        let base = Args::try_parse_from(["t"]).unwrap().tunables;
+        let base = Args::try_parse_from(["t"]).unwrap().reloadable;
         let path = std::env::temp_dir().join(format!("counter-reload-{name}-{}", std::process::id()));
         std::fs::write(&path, "").unwrap();
         let (tx, rx) = watch::channel(base.store());
@@ -136,6 +130,18 @@ mod tests {
         let err = reloader.reload().unwrap_err();
         assert!(err.contains("COUNTER_BREAKER_FAILURES"), "{err}");
         assert_eq!(*rx.borrow(), before, "the valid line before the bad one is not applied either");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_sighup_loop_ends_when_the_service_stops() {
+        let (path, reloader, _rx) = setup("stop");
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(reloader.run_on_sighup(shutdown.clone()));
+
+        shutdown.cancel();
+
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("it ended").unwrap();
         std::fs::remove_file(path).unwrap();
     }
 }

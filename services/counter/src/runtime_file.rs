@@ -3,43 +3,28 @@
 //! sends SIGHUP when it changes (see `nomad/web.nomad.hcl`), so an operator
 //! changes the log level or a timeout with `consul kv put`, without a restart.
 //!
-//! Every value goes through the same clap parser as the flags, so a value the
-//! flag would refuse is refused here too, naming the file, line and key.
+//! Its keys are the environment variables of [`Reloadable`]'s flags, and every
+//! value goes through that flag's own parser, so a value the flag would refuse
+//! is refused here too, naming the file, line and key.
 
 use std::path::Path;
 
-use clap::Parser;
+use clap::{Args, Command, FromArgMatches};
 
-use crate::config::TunableArgs;
+use crate::reloadable::{self, Reloadable};
 
-/// The keys a runtime file may set, with the flag each one stands for.
-const KEYS: [(&str, &str); 5] = [
-    ("COUNTER_LOG_LEVEL", "--log-level"),
-    ("COUNTER_STORE_TIMEOUT_MS", "--store-timeout-ms"),
-    ("COUNTER_WAIT_TIMEOUT_MS", "--wait-timeout-ms"),
-    ("COUNTER_BREAKER_FAILURES", "--breaker-failures"),
-    ("COUNTER_BREAKER_COOLDOWN_MS", "--breaker-cooldown-ms"),
-];
-
-/// A parser of the reloadable flags alone; a later occurrence of a flag wins,
-/// which is how the file's values override the start-time ones.
-#[derive(Parser)]
-#[command(name = "runtime-file", args_override_self = true)]
-struct Overlay {
-    #[command(flatten)]
-    tunables: TunableArgs,
-}
-
-impl TunableArgs {
+impl Reloadable {
     /// These settings with the values of the runtime file at `path` over them.
     /// A key missing from the file keeps its start-time value (flag, env or default).
-    pub fn overlaid_with(&self, path: &Path) -> Result<TunableArgs, String> {
+    pub fn overlaid_with(&self, path: &Path) -> Result<Reloadable, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read it: {e}", path.display()))?;
         self.overlaid_with_text(&text, &path.display().to_string())
     }
 
-    fn overlaid_with_text(&self, text: &str, origin: &str) -> Result<TunableArgs, String> {
-        let mut args = self.as_args();
+    fn overlaid_with_text(&self, text: &str, origin: &str) -> Result<Reloadable, String> {
+        let settings = reloadable::settings();
+        let mut parser = overlay_parser();
+        let mut next = self.clone();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -48,37 +33,26 @@ impl TunableArgs {
             let at = format!("{origin}:{}", index + 1);
             let (key, value) = line.split_once('=').ok_or_else(|| format!("{at}: expected KEY=value"))?;
             let key = key.trim();
-            let flag = KEYS.iter().find(|(name, _)| *name == key).map(|(_, flag)| *flag).ok_or_else(|| {
-                let known: Vec<&str> = KEYS.iter().map(|(name, _)| *name).collect();
+            let setting = settings.iter().find(|s| s.key == key).ok_or_else(|| {
+                let known: Vec<&str> = settings.iter().map(|s| s.key.as_str()).collect();
                 format!("{at}: {key} cannot be set at run time (expected one of {})", known.join(", "))
             })?;
-            let value = value.trim().trim_matches('"').to_string();
-            // Checked alone first, so the error names this line's key.
-            let mut alone = self.as_args();
-            alone.extend([flag.to_string(), value.clone()]);
-            Overlay::try_parse_from(&alone).map_err(|e| format!("{at}: {key}: {}", first_line(&e)))?;
-            args.extend([flag.to_string(), value]);
+            let value = value.trim().trim_matches('"');
+            // One line at a time, so an error names this line's key; a later line wins.
+            parser
+                .try_get_matches_from_mut(["runtime-file", setting.flag.as_str(), value])
+                .and_then(|matches| next.update_from_arg_matches(&matches))
+                .map_err(|e| format!("{at}: {key}: {}", first_line(&e)))?;
         }
-        Overlay::try_parse_from(&args).map(|o| o.tunables).map_err(|e| format!("{origin}: {}", first_line(&e)))
+        Ok(next)
     }
+}
 
-    /// These settings as flags, the base every overlay starts from.
-    fn as_args(&self) -> Vec<String> {
-        [
-            "runtime-file".to_string(),
-            "--log-level".into(),
-            self.log_level.clone(),
-            "--store-timeout-ms".into(),
-            self.store_timeout_ms.to_string(),
-            "--wait-timeout-ms".into(),
-            self.wait_timeout_ms.to_string(),
-            "--breaker-failures".into(),
-            self.breaker_failures.to_string(),
-            "--breaker-cooldown-ms".into(),
-            self.breaker_cooldown_ms.to_string(),
-        ]
-        .into()
-    }
+/// The reloadable flags with neither defaults nor environment, so a parse holds
+/// only what the line gave and `update_from_arg_matches` changes only that field.
+fn overlay_parser() -> Command {
+    Reloadable::augment_args(Command::new("runtime-file"))
+        .mut_args(|arg| arg.default_value(None).env(None).required(false))
 }
 
 fn first_line(err: &clap::Error) -> String {
@@ -88,15 +62,23 @@ fn first_line(err: &clap::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn base() -> TunableArgs {
-        Overlay::try_parse_from(["runtime-file"]).unwrap().tunables
+    #[derive(Parser)]
+    struct Defaults {
+        #[command(flatten)]
+        reloadable: Reloadable,
+    }
+
+    fn base() -> Reloadable {
+        Defaults::try_parse_from(["runtime-file"]).unwrap().reloadable
     }
 
     #[test]
     fn file_values_win_and_missing_keys_keep_the_start_values() {
-        let start = TunableArgs { store_timeout_ms: 700, ..base() };
+        let start = Reloadable { store_timeout_ms: 700, ..base() };
         let text = "# rendered by Nomad from Consul KV\nCOUNTER_LOG_LEVEL=debug\n\nCOUNTER_WAIT_TIMEOUT_MS = \"900\"\n";
         let got = start.overlaid_with_text(text, "runtime.env").unwrap();
         assert_eq!(got.log_level, "debug");
@@ -133,7 +115,17 @@ mod tests {
 
     #[test]
     fn an_empty_file_is_the_start_values() {
-        let start = TunableArgs { breaker_cooldown_ms: 4321, ..base() };
+        let start = Reloadable { breaker_cooldown_ms: 4321, ..base() };
         assert_eq!(start.overlaid_with_text("", "f").unwrap(), start);
+    }
+
+    #[test]
+    fn every_reloadable_setting_can_be_set_from_the_file() {
+        let start = base();
+        for setting in reloadable::settings() {
+            let value = if setting.key == "COUNTER_LOG_LEVEL" { "warn" } else { "42" };
+            let got = start.overlaid_with_text(&format!("{}={value}\n", setting.key), "f").unwrap();
+            assert_ne!(got, start, "{} changed nothing", setting.key);
+        }
     }
 }

@@ -5,9 +5,9 @@
 
 use std::net::SocketAddr;
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
-pub const HEADER: &str = "x-served-by";
+pub const HEADER: HeaderName = HeaderName::from_static("x-served-by");
 
 /// The identity of this process, from `NOMAD_ALLOC_ID` when Nomad runs it.
 pub fn served_by(service: &str, addr: SocketAddr) -> HeaderValue {

@@ -15,9 +15,28 @@ const PAGE: &str = include_str!("page.html");
 
 pub fn count(count: Count, format: Format) -> Response<Body> {
     match format {
-        Format::Text => with_type(StatusCode::OK, "text/plain; charset=utf-8", format!("{count}\n")),
-        Format::Json => with_type(StatusCode::OK, "application/json", format!("{{\"count\":{count}}}\n")),
+        Format::Text => with_type(StatusCode::OK, "text/plain; charset=utf-8", rendered(format_args!("{count}\n"))),
+        Format::Json => {
+            with_type(StatusCode::OK, "application/json", rendered(format_args!("{{\"count\":{count}}}\n")))
+        }
         Format::Html => page(),
+    }
+}
+
+/// A short body written on the stack and copied once into its `Bytes` (a
+/// `String` would be a second allocation when its capacity is not its length).
+fn rendered(args: std::fmt::Arguments) -> Bytes {
+    use std::io::Write;
+    // `{"count":-9223372036854775808}\n` is 32 bytes.
+    const ROOM: usize = 40;
+    let mut buf = [0u8; ROOM];
+    let mut rest = &mut buf[..];
+    match rest.write_fmt(args) {
+        Ok(()) => {
+            let len = ROOM - rest.len();
+            Bytes::copy_from_slice(&buf[..len])
+        }
+        Err(_) => Bytes::from(args.to_string()),
     }
 }
 
@@ -87,4 +106,24 @@ fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Byt
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    async fn body(response: Response<Body>) -> Bytes {
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn counts_render_whole_at_both_ends_of_the_range() {
+        for n in [0, 7, i64::MAX, i64::MIN] {
+            assert_eq!(body(count(Count(n), Format::Text)).await, format!("{n}\n"));
+            assert_eq!(body(count(Count(n), Format::Json)).await, format!("{{\"count\":{n}}}\n"));
+        }
+        assert_eq!(rendered(format_args!("{}", "x".repeat(100))), "x".repeat(100), "longer than the stack buffer");
+    }
 }

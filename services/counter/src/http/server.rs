@@ -1,6 +1,7 @@
 //! The HTTP/1.1 server: keep-alive, a header read timeout and size cap (slowloris,
 //! huge headers), a cap on open connections, accept errors logged and survived,
-//! and a graceful drain bounded by the caller's timeout.
+//! and a graceful drain bounded by the caller's timeout, after which the
+//! connections still open are closed: `serve` returns with none left.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,6 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::response::Body;
@@ -45,7 +47,8 @@ impl Default for Limits {
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting
 /// (new connections are refused), lets in-flight requests finish and closes idle
-/// keep-alive connections, waiting at most `limits.drain_timeout`.
+/// keep-alive connections, waiting at most `limits.drain_timeout`; then closes
+/// what is left and returns once every connection's task has ended.
 pub async fn serve<H, Fut>(listener: TcpListener, handler: H, limits: Limits, shutdown: impl Future<Output = ()>)
 where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -60,6 +63,9 @@ where
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    // The connections' tasks, to close the ones the drain leaves. Finished ones
+    // are reaped at each accept, so the set holds about the open connections.
+    let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -86,7 +92,8 @@ where
             async move { Ok::<_, Infallible>(response.await) }
         });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
             if let Err(err) = connection.await {
                 debug!(cause = %err, "connection ended with an error");
             }
@@ -100,4 +107,7 @@ where
         Ok(()) => info!("drained"),
         Err(_) => warn!("drain timed out; closing the remaining connections"),
     }
+    // Drained, every task is ending by itself; what the timeout left is aborted,
+    // which drops (closes) its connection.
+    connections.shutdown().await;
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use crate::background::Background;
 use crate::breaker::BreakerSettings;
 use crate::discovery::{Discovery, Endpoints};
 use crate::logic::{Count, CountStore, Side, StoreError};
@@ -82,6 +83,8 @@ impl StoreSettings {
 
 pub(crate) struct Shared {
     settings: StoreSettings,
+    /// Owned here so that fixed endpoints stay published as long as the store.
+    _discovery: Discovery,
     endpoints: watch::Receiver<Endpoints>,
     nodes: Nodes,
     reads: Queue,
@@ -94,18 +97,26 @@ pub(crate) struct Shared {
     metrics: Metrics,
 }
 
-/// The Redis [`CountStore`]. Its lanes run as tokio tasks for the life of the runtime.
+/// The Redis [`CountStore`]. Its lanes and replica tracker run as tasks of the
+/// [`Background`] it was started with, until that stops; its connections close
+/// when the last clone of the store is dropped after that.
 #[derive(Clone)]
 pub struct RedisStore {
     shared: Arc<Shared>,
 }
 
 impl RedisStore {
-    /// Starts the read and write lanes and the replica tracker; needs a tokio runtime.
-    pub fn start(discovery: &Discovery, settings: StoreSettings, metrics: Metrics) -> RedisStore {
+    /// Starts the read and write lanes and the replica tracker in `background`.
+    pub fn start(
+        discovery: Discovery,
+        settings: StoreSettings,
+        metrics: Metrics,
+        background: &Background,
+    ) -> RedisStore {
         let nodes = Nodes::new(settings.credentials.clone(), settings.tunables.clone(), metrics.clone());
         let shared = Arc::new(Shared {
             endpoints: discovery.subscribe(),
+            _discovery: discovery,
             nodes,
             reads: Queue::new(),
             writes: Queue::new(),
@@ -115,12 +126,12 @@ impl RedisStore {
             settings,
         });
         for _ in 0..shared.settings.read_lanes.max(1) {
-            tokio::spawn(reader::lane(shared.clone()));
+            background.spawn(reader::lane(shared.clone(), background.shutdown()));
         }
         for _ in 0..shared.settings.write_lanes.max(1) {
-            tokio::spawn(writer::lane(shared.clone()));
+            background.spawn(writer::lane(shared.clone(), background.shutdown()));
         }
-        tokio::spawn(writer::track_replicas(shared.clone()));
+        background.spawn(writer::track_replicas(shared.clone(), background.shutdown()));
         RedisStore { shared }
     }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::logic::{Count, StoreError};
 
@@ -37,8 +38,18 @@ impl Queue {
     }
 
     /// The next batch: waits for one caller, then takes everyone already waiting.
-    /// None once every sender is gone.
-    pub(crate) async fn next_batch(&self) -> Option<Vec<Reply>> {
+    /// `None` once `shutdown` fires while waiting; callers still queued then are
+    /// answered "store worker stopped" when the queue drops with their replies.
+    pub(crate) async fn next_batch(&self, shutdown: &CancellationToken) -> Option<Vec<Reply>> {
+        tokio::select! {
+            // A caller already queued is served before the signal is looked at.
+            biased;
+            batch = self.take_batch() => batch,
+            () = shutdown.cancelled() => None,
+        }
+    }
+
+    async fn take_batch(&self) -> Option<Vec<Reply>> {
         let mut rx = self.rx.lock().await;
         let first = rx.recv().await?;
         let mut batch = vec![first];

@@ -9,16 +9,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Shared;
 use super::nodes::CallError;
 use crate::logic::{Count, StoreError};
 
-/// Runs one read lane until the store is dropped.
-pub(crate) async fn lane(shared: Arc<Shared>) {
+/// Runs one read lane until `shutdown` fires. A batch already sent is answered first.
+pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let rotation = AtomicUsize::new(0);
-    while let Some(batch) = shared.reads.next_batch().await {
+    while let Some(batch) = shared.reads.next_batch(&shutdown).await {
         if batch.is_empty() {
             continue;
         }

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Shared;
@@ -24,10 +25,11 @@ const MAX_IN_SYNC_LAG_S: u64 = 2;
 /// How often the primary's replication state is read to know who is in sync.
 const TRACK_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs one write lane until the store is dropped.
-pub(crate) async fn lane(shared: Arc<Shared>) {
+/// Runs one write lane until `shutdown` fires. A batch already sent is answered
+/// first: its increment may be applied, so its callers must learn the outcome.
+pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
-    while let Some(batch) = shared.writes.next_batch().await {
+    while let Some(batch) = shared.writes.next_batch(&shutdown).await {
         if batch.is_empty() {
             continue;
         }
@@ -99,20 +101,18 @@ async fn write_once(
     }
 }
 
-/// Keeps `shared.in_sync` at the number of replicas the primary sees in sync.
-pub(crate) async fn track_replicas(shared: Arc<Shared>) {
+/// Keeps `shared.in_sync` at the number of replicas the primary sees in sync,
+/// until `shutdown` fires.
+pub(crate) async fn track_replicas(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(TRACK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
+    while shutdown.run_until_cancelled(tick.tick()).await.is_some() {
         let primary = shared.endpoints.borrow().primary;
         let Some(primary) = primary else { continue };
-        let info = shared
-            .nodes
-            .call(primary, shared.settings.attempt_timeout(), |mut conn| async move {
-                redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
-            })
-            .await;
+        let info = shared.nodes.call(primary, shared.settings.attempt_timeout(), |mut conn| async move {
+            redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
+        });
+        let Some(info) = shutdown.run_until_cancelled(info).await else { return };
         match info {
             Ok(info) => {
                 let in_sync = count_in_sync(&info);

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use counter::{Discovery, Role, metrics::Metrics};
+use counter::{Background, Discovery, Role, metrics::Metrics};
 use testkit::{ConsulAgent, RedisServer};
 
 use crate::helpers::{blocking, client};
@@ -12,7 +12,8 @@ use crate::helpers::{blocking, client};
 async fn discovery_follows_a_change_of_redis_primary_within_two_seconds() {
     let consul = blocking(ConsulAgent::dev).await;
     consul.register("redis-primary", "primary-a", 7001);
-    let discovery = Discovery::consul(consul.url().parse().unwrap(), None, Metrics::new()).unwrap();
+    let background = Background::new();
+    let discovery = Discovery::consul(consul.url().parse().unwrap(), None, Metrics::new(), &background);
     let mut endpoints = discovery.subscribe();
     let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();

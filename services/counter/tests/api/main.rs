@@ -5,4 +5,5 @@ mod contract;
 mod discovery;
 mod helpers;
 mod hostile;
+mod shutdown;
 mod store;
