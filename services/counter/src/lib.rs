@@ -3,7 +3,7 @@
 //! The logic ([`CountStore`], owned by [`logic`]) knows nothing of Redis or Consul;
 //! [`RedisStore`] implements it, [`Discovery`] tells it where Redis is, and
 //! [`Application`] wires one to the other and serves the HTTP contract of
-//! `ARCHITECTURE.md`. The binaries only pick a [`Role`] and call [`run`].
+//! `docs/architecture.md`. The binaries only pick a [`Role`] and call [`run`].
 //!
 //! # Layout
 //! - [`logic`]: the count, the [`CountStore`] trait the logic needs, its errors.

@@ -63,9 +63,10 @@ async fn write_once(
     let settings = &shared.settings;
     let tunables = settings.now();
     let wait_ms = tunables.wait_timeout.as_millis() as u64;
+    // Two WAITs at most (below), so the guard allows for both.
     let result = shared
         .nodes
-        .guarded(primary, tunables.store_timeout + tunables.wait_timeout, async {
+        .guarded(primary, tunables.store_timeout + 2 * tunables.wait_timeout, async {
             let mut c = match conn {
                 Some((addr, c)) if *addr == primary => c.clone(),
                 _ => {
@@ -74,7 +75,7 @@ async fn write_once(
                     c
                 }
             };
-            redis::pipe()
+            let (value, confirmed) = redis::pipe()
                 .cmd("INCRBY")
                 .arg(&settings.key)
                 .arg(n)
@@ -82,12 +83,29 @@ async fn write_once(
                 .arg(wanted)
                 .arg(wait_ms)
                 .query_async::<(i64, i64)>(&mut c)
-                .await
+                .await?;
+            if confirmed >= wanted {
+                return Ok((value, confirmed, wanted));
+            }
+            // Fewer confirmed than were in sync a moment ago: a replica may have
+            // just left (stopped, removed, cut off). `wanted` is up to
+            // TRACK_EVERY old, so ask the primary who is in sync now and, if
+            // fewer are, WAIT again for those: WAIT covers every earlier write
+            // of this connection, and counts only replicas still connected.
+            let info = redis::cmd("INFO").arg("replication").query_async::<String>(&mut c).await?;
+            let now = count_in_sync(&info).max(1);
+            shared.in_sync.store(now, Ordering::Relaxed);
+            if now >= wanted {
+                return Ok((value, confirmed, wanted));
+            }
+            let again = redis::cmd("WAIT").arg(now).arg(wait_ms).query_async::<i64>(&mut c).await?;
+            debug!(wanted, now, confirmed = again, "in-sync replicas fell during a WAIT; waited for those left");
+            Ok((value, again, now))
         })
         .await;
     match result {
-        Ok((value, confirmed)) if confirmed >= wanted => Ok(Count(value)),
-        Ok((_, confirmed)) => {
+        Ok((value, confirmed, wanted)) if confirmed >= wanted => Ok(Count(value)),
+        Ok((_, confirmed, wanted)) => {
             shared.metrics.store_error("increment", "not_replicated");
             Err(StoreError::NotReplicated { confirmed, wanted })
         }

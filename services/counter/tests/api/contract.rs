@@ -1,4 +1,4 @@
-//! The public HTTP contract of ARCHITECTURE.md.
+//! The public HTTP contract of docs/architecture.md.
 
 use counter::Role;
 
