@@ -268,6 +268,8 @@ def table(r, out):
             lat_cell = ""
             if lat_ms:
                 lat_cell = f"p50 {lat_ms['p50']} ms, p99 {lat_ms['p99']} ms at {lat_ms['rate_rps']:,.0f} req/s"
+            if f"traefik_v{i}" in rss:
+                lat_cell += f"; peak RSS {rss[f'traefik_v{i}']} MB"
             row(f"Traefik ceiling: {label}{base}", f"{ratio}x{cpu_text}", lat_cell)
     return "\n".join(lines) + "\n"
 

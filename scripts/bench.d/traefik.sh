@@ -13,6 +13,9 @@ start_traefik() {
   local name=$1 admin=$2 knobs env_vars=() knob_args=() ports=() k pid
   read -ra knobs <<<"$3"
   shift 3
+  # The job's environment (GOGC...), as the gateway runs; a knob NAME=VALUE
+  # comes later and wins. Not for bare Traefik, which is Traefik's defaults.
+  [[ " ${knobs[*]} " == *" bare "* ]] || mapfile -t env_vars < <(job_env)
   for k in "${knobs[@]}"; do
     if [[ $k =~ ^[A-Z_]+= ]]; then env_vars+=("$k"); else knob_args+=(--knob "$k"); fi
   done
@@ -30,6 +33,13 @@ start_traefik() {
   done
   alive "$pid" "$name"
   STARTED_PID=$pid
+}
+
+# job_env: NAME=VALUE for each variable of the env block of nomad/traefik.nomad.hcl.
+job_env() {
+  awk '/^ *env \{/ { inside = 1; next } inside && /^ *\}/ { inside = 0 }
+    inside && match($0, /^ *[A-Z_]+ *= *"[^"]*"/) { gsub(/[ "]/, ""); print }' \
+    "$COUNTER_ROOT/nomad/traefik.nomad.hcl"
 }
 
 need_traefik() {
@@ -74,4 +84,5 @@ bench_traefik() {
       loadgen_run "traefik_lat_v$i" "http://127.0.0.1:$((base + 2 + 2 * i))/" "$rate"
     done
   done
+  for i in "${!variants[@]}"; do record_value "rss_mb.traefik_v$i" "$(peak_rss_mb "${pids[i]}")"; done
 }
