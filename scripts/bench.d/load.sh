@@ -58,6 +58,9 @@ wrk_run() {
   trim_logs
 }
 
+# half <req/s>: half of it, as a whole rate.
+half() { awk -v r="$1" 'BEGIN { printf "%d", r / 2 }'; }
+
 # loadgen_run <name> <url> <rate>: one open-loop run of DURATION s at <rate> req/s.
 loadgen_run() {
   local out=$WORK/loadgen.out

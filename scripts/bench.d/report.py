@@ -15,11 +15,15 @@ from collections import defaultdict
 
 # name in "ratios": (subject run, baseline run, target as (">=", x) or None)
 RATIOS = {
-    "web_get_vs_constant": ("web_get", "constant_get", (">=", 0.6)),
-    "inc_vs_redis_incr": ("web_inc", "redis_incr", (">=", 0.5)),
-    "gateway_vs_traefik_ceiling": ("gw_web_get", "gw_ceiling_default", (">=", 0.9)),
-    "traefik_tuned_vs_default": ("gw_ceiling_tuned", "gw_ceiling_default", (">=", 1.3)),
-    "gateway_tuned_vs_tuned_ceiling": ("gw_web_get_tuned", "gw_ceiling_tuned", (">=", 0.9)),
+    "web_get_vs_constant": ("web_get", "constant_get", (">=", 0.7)),
+    "inc_vs_redis_incr": ("web_inc", "redis_incr", (">=", 0.7)),
+    "gateway_get_vs_bare_traefik": ("gw_web_get", "gw_ceiling_bare", (">=", 0.85)),
+    "gateway_inc_vs_bare_traefik": ("gw_web_inc", "gw_ceiling_bare", (">=", 0.8)),
+    "gateway_ceiling_vs_bare_traefik": ("gw_ceiling_default", "gw_ceiling_bare", (">=", 0.9)),
+    "gateway_vs_traefik_ceiling": ("gw_web_get", "gw_ceiling_default", None),
+    "bare_traefik_vs_nginx": ("gw_ceiling_bare", "gw_ceiling_nginx", None),
+    "nginx_proxy_vs_constant": ("gw_ceiling_nginx", "direct_constant", None),
+    "bare_traefik_vs_constant": ("gw_ceiling_bare", "direct_constant", None),
     "traefik_ceiling_vs_constant": ("gw_ceiling_default", "direct_constant", None),
     "gateway_get_vs_direct": ("gw_web_get", "direct_web_get", None),
     "gateway_inc_vs_direct": ("gw_web_inc", "direct_web_inc", None),
@@ -129,6 +133,8 @@ def build(suite, runs, values):
     latency = {}
     for name, key in [("web_get", "web_get"), ("web_inc", "web_inc"), ("lat_gw_web_get", "gateway_get_half_load"),
                       ("lat_direct_web_get", "direct_get_same_rate"),
+                      ("lat_bare_constant", "bare_traefik_constant_same_rate"),
+                      ("lat_nginx_constant", "nginx_constant_same_rate"),
                       ("lat_gw_web_inc", "gateway_inc_half_load"), ("flood_split_inc", "flood_inc_split"),
                       ("flood_all_inc", "flood_inc_all")]:
         if r.has(name):
@@ -141,13 +147,17 @@ def build(suite, runs, values):
     variants = groups.pop("traefik_variant", {})
     if variants:
         out["traefik_variants"] = {
-            variants[i]: (1.0 if i == "0" else r.ratio(f"traefik_v{i}", "traefik_v0")) for i in sorted(variants)
+            variants[i]: (1.0 if i == "0" else r.ratio(f"traefik_v{i}", "traefik_v0")) for i in sorted(variants, key=int)
         }
         if all("cpu_traefik" in rnd for i in variants for rnd in runs[f"traefik_v{i}"].values()):
             # < 1: the variant spends less CPU per request than the project config.
             out["traefik_variants_cpu_per_request"] = {
                 variants[i]: (1.0 if i == "0" else r.ratio(f"traefik_v{i}", "traefik_v0", "cpu_traefik"))
-                for i in sorted(variants)
+                for i in sorted(variants, key=int)
+            }
+        if all(f"traefik_lat_v{i}" in runs for i in variants):
+            out["traefik_variants_latency_ms"] = {
+                variants[i]: r.latency(f"traefik_lat_v{i}") for i in sorted(variants, key=int)
             }
     cpu = {}
     for name in sorted(runs):
@@ -194,29 +204,32 @@ def table(r, out):
         row("peak RSS web / web-inc", f"{rss['web']} MB / {rss['web_inc']} MB", f"<= {RSS_TARGET_MB:g} MB")
         inc = out["increments"]
         row("increments acknowledged / final count", f"{inc['acknowledged']} / {inc['final_count']}", "acked <= final")
-    if "traefik_tuned_vs_default" in t:
-        row("Traefik, project config, in front of the constant server (its ceiling)",
-            f"{rps['gw_ceiling_default']:,.0f} req/s", "baseline")
-        row(f"Traefik tuned ({s['traefik_tuned']})", f"{rps['gw_ceiling_tuned']:,.0f} req/s")
-        ratio_row("Traefik tuned / project config", "traefik_tuned_vs_default")
-        row("Traefik ceiling / constant server direct", f"{t['traefik_ceiling_vs_constant']}x",
-            "what the proxy hop costs")
-        row("web GET / through Traefik", f"{rps['gw_web_get']:,.0f} req/s (direct: {rps['direct_web_get']:,.0f})")
-        ratio_row("gateway GET / Traefik ceiling", "gateway_vs_traefik_ceiling")
+    if "gateway_ceiling_vs_bare_traefik" in t:
+        row("constant server direct", f"{rps['direct_constant']:,.0f} req/s", "baseline")
+        row("nginx (1 worker, keep-alive upstream) in front of it", f"{rps['gw_ceiling_nginx']:,.0f} req/s",
+            f"{t['nginx_proxy_vs_constant']}x direct: what a proxy hop costs")
+        row("bare Traefik (fast proxy, no logs, no metrics) in front of it", f"{rps['gw_ceiling_bare']:,.0f} req/s",
+            f"{t['bare_traefik_vs_constant']}x direct, {t['bare_traefik_vs_nginx']}x nginx")
+        row("Traefik, project config, in front of it (the gateway's ceiling)",
+            f"{rps['gw_ceiling_default']:,.0f} req/s", f"{t['traefik_ceiling_vs_constant']}x direct")
+        ratio_row("gateway ceiling / bare Traefik", "gateway_ceiling_vs_bare_traefik")
+        row("web GET / through the gateway", f"{rps['gw_web_get']:,.0f} req/s (direct: {rps['direct_web_get']:,.0f})",
+            f"{t['gateway_vs_traefik_ceiling']}x the gateway's ceiling")
+        ratio_row("gateway GET / bare Traefik", "gateway_get_vs_bare_traefik")
+        row("web-inc /inc through the gateway",
+            f"{rps['gw_web_inc']:,.0f} req/s (direct: {rps['direct_web_inc']:,.0f})",
+            f"{t['gateway_inc_vs_direct']}x direct")
+        ratio_row("gateway /inc / bare Traefik", "gateway_inc_vs_bare_traefik")
         cpu = out.get("cpu_us_per_request", {})
 
         def cpu_text(name):
             return ", ".join(f"{k} {v:g}" for k, v in cpu.get(name, {}).items())
 
-        row("CPU per request, us: ceiling / gateway GET (project config)",
-            f"{cpu_text('gw_ceiling_default')} / {cpu_text('gw_web_get')}", "where the time goes")
-        row("CPU per request, us: ceiling / gateway GET (tuned)",
-            f"{cpu_text('gw_ceiling_tuned')} / {cpu_text('gw_web_get_tuned')}")
-        row("CPU per request, us: constant / web GET, direct",
-            f"{cpu_text('direct_constant')} / {cpu_text('direct_web_get')}")
-        ratio_row("gateway GET / ceiling, both tuned", "gateway_tuned_vs_tuned_ceiling")
-        row("web-inc /inc through Traefik", f"{rps['gw_web_inc']:,.0f} req/s (direct: {rps['direct_web_inc']:,.0f})",
-            f"{t['gateway_inc_vs_direct']}x direct")
+        row("CPU per request, us: nginx / bare Traefik / gateway, in front of the constant server",
+            f"{cpu_text('gw_ceiling_nginx')} / {cpu_text('gw_ceiling_bare')} / {cpu_text('gw_ceiling_default')}",
+            "where the time goes")
+        row("CPU per request, us: gateway GET / direct web GET / direct constant",
+            f"{cpu_text('gw_web_get')} / {cpu_text('direct_web_get')} / {cpu_text('direct_constant')}")
         row("90/10 GET//inc mix through Traefik", f"{rps['gw_mix']:,.0f} req/s",
             f"{t['mix_vs_traefik_ceiling']}x ceiling")
         row("web x1 / x2 / x3 through Traefik",
@@ -229,6 +242,9 @@ def table(r, out):
                 f"p99 <= {P99_TARGET_MS:g} ms: {met}")
         if "direct_get_same_rate" in lat:
             row("GET / direct at the same rate (no gateway)", lat_text("direct_get_same_rate"))
+        if "bare_traefik_constant_same_rate" in lat:
+            row("bare Traefik in front of the constant server, same rate", lat_text("bare_traefik_constant_same_rate"))
+            row("nginx in front of the constant server, same rate", lat_text("nginx_constant_same_rate"))
         rate = s.get("flood_inc_rate")
         row(f"/inc under a GET flood ({rate} req/s), split web + web-inc", lat_text("flood_inc_split"),
             f"GET flood {rps['flood_split_get']:,.0f} req/s")
@@ -237,15 +253,24 @@ def table(r, out):
         row("**/inc p99 split / single process**", f"**{t['flood_inc_p99_split_vs_all']}x**", "< 1: split is faster")
         row("peak RSS web (max of 3) / web-inc / --role all",
             f"{rss['stack_web_max']} / {rss['stack_web_inc']} / {rss['web_role_all']} MB", f"<= {RSS_TARGET_MB:g} MB")
-        row("peak RSS Traefik project / tuned", f"{rss['traefik_default']} / {rss['traefik_tuned']} MB")
+        row("peak RSS Traefik project / bare; nginx worker",
+            f"{rss['traefik_default']} / {rss['traefik_bare']}; {rss['nginx_worker']} MB")
         inc = out["increments_stack"]
         row("increments acknowledged / final count", f"{inc['acknowledged']} / {inc['final_count']}", "acked <= final")
     if "traefik_variants" in out:
+        if "web_get_vs_constant" not in t and "gateway_ceiling_vs_bare_traefik" not in t:
+            lines[0] = "| Traefik in front of the constant server | ceiling vs the project config | latency, open loop |"
         cpu = out.get("traefik_variants_cpu_per_request", {})
         for i, (label, ratio) in enumerate(out["traefik_variants"].items()):
             base = f" ({rps['traefik_v0']:,.0f} req/s)" if i == 0 else ""
             cpu_text = f", CPU per request {cpu[label]}x" if label in cpu else ""
-            row(f"Traefik ceiling: {label}{base}", f"{ratio}x{cpu_text}", "vs the project config")
+            lat_ms = out.get("traefik_variants_latency_ms", {}).get(label)
+            lat_cell = ""
+            if lat_ms:
+                lat_cell = f"p50 {lat_ms['p50']} ms, p99 {lat_ms['p99']} ms at {lat_ms['rate_rps']:,.0f} req/s"
+            if f"traefik_v{i}" in rss:
+                lat_cell += f"; peak RSS {rss[f'traefik_v{i}']} MB"
+            row(f"Traefik ceiling: {label}{base}", f"{ratio}x{cpu_text}", lat_cell)
     return "\n".join(lines) + "\n"
 
 
@@ -295,8 +320,9 @@ def plot(out, path):
             ax.set_title("ratios (|: target; green met, red missed, grey context; \u25c6: from CPU per request)",
                          fontsize=9)
         elif panel == "throughput":
-            names = [("direct_constant", "constant direct"), ("gw_ceiling_default", "Traefik ceiling"),
-                     ("gw_ceiling_tuned", "Traefik tuned ceiling"), ("direct_web_get", "web GET direct"),
+            names = [("direct_constant", "constant direct"), ("gw_ceiling_nginx", "nginx in front"),
+                     ("gw_ceiling_bare", "bare Traefik in front"), ("gw_ceiling_default", "gateway's ceiling"),
+                     ("direct_web_get", "web GET direct"),
                      ("gw_web_get", "web GET via Traefik"), ("gw_web_get_x2", "web x2 via Traefik"),
                      ("gw_web_get_x3", "web x3 via Traefik"), ("gw_mix", "90/10 mix via Traefik"),
                      ("direct_web_inc", "/inc direct"), ("gw_web_inc", "/inc via Traefik")]
@@ -313,6 +339,8 @@ def plot(out, path):
         elif panel == "latency":
             keys = [("gateway_get_half_load", "GET via Traefik\nhalf max"),
                     ("direct_get_same_rate", "GET direct\nsame rate"),
+                    ("bare_traefik_constant_same_rate", "bare Traefik\n-> constant"),
+                    ("nginx_constant_same_rate", "nginx\n-> constant"),
                     ("gateway_inc_half_load", "/inc via Traefik\nhalf max"),
                     ("flood_inc_split", "/inc under GET flood\nsplit"),
                     ("flood_inc_all", "/inc under GET flood\n--role all")]

@@ -13,6 +13,9 @@ start_traefik() {
   local name=$1 admin=$2 knobs env_vars=() knob_args=() ports=() k pid
   read -ra knobs <<<"$3"
   shift 3
+  # The job's environment (GOGC...), as the gateway runs; a knob NAME=VALUE
+  # comes later and wins. Not for bare Traefik, which is Traefik's defaults.
+  [[ " ${knobs[*]} " == *" bare "* ]] || mapfile -t env_vars < <(job_env)
   for k in "${knobs[@]}"; do
     if [[ $k =~ ^[A-Z_]+= ]]; then env_vars+=("$k"); else knob_args+=(--knob "$k"); fi
   done
@@ -32,6 +35,13 @@ start_traefik() {
   STARTED_PID=$pid
 }
 
+# job_env: NAME=VALUE for each variable of the env block of nomad/traefik.nomad.hcl.
+job_env() {
+  awk '/^ *env \{/ { inside = 1; next } inside && /^ *\}/ { inside = 0 }
+    inside && match($0, /^ *[A-Z_]+ *= *"[^"]*"/) { gsub(/[ "]/, ""); print }' \
+    "$COUNTER_ROOT/nomad/traefik.nomad.hcl"
+}
+
 need_traefik() {
   TRAEFIK=$COUNTER_CACHE/bin/traefik
   [[ -x $TRAEFIK ]] || die "no Traefik at $TRAEFIK: run scripts/install"
@@ -41,7 +51,8 @@ need_traefik() {
 # configuration vs each variant of TRAEFIK_VARIANTS, interleaved; the median
 # of per-round ratios to the project's configuration is the knob's effect, on
 # throughput and on Traefik's CPU time per request (steadier when the
-# machine is shared: it does not depend on the CPU share Traefik gets).
+# machine is shared: it does not depend on the CPU share Traefik gets); then
+# each one's latency (p50, p99) at half the project configuration's maximum.
 # Ports BASE+40 on (2 per variant).
 bench_traefik() {
   need_traefik
@@ -54,17 +65,24 @@ bench_traefik() {
   for i in "${!variants[@]}"; do
     local spec=${variants[i]} label
     label=${spec:-project config}
-    [[ $spec == tuned ]] && spec=$TRAEFIK_TUNED && label="tuned: $spec"
     record_value "traefik_variant.$i" "$label"
     start_traefik "traefik-v$i" $((base + 1 + 2 * i)) "$spec" --entrypoint "web=$((base + 2 + 2 * i))" \
       --backend "web/web=$base" --backend "web/web-inc=$base"
     pids+=("$STARTED_PID")
   done
+  local rate
   for CURRENT_ROUND in $(seq "$ROUNDS"); do
     log "traefik round $CURRENT_ROUND/$ROUNDS: ${#variants[@]} configurations in front of the constant server"
     for i in "${!variants[@]}"; do
       watch_cpu "traefik=${pids[i]}"
       wrk_run "traefik_v$i" "http://127.0.0.1:$((base + 2 + 2 * i))/"
+      ((i == 0)) && rate=$(half "$(field rps)")
+    done
+    # Latency: every configuration at the same rate, half of the project
+    # configuration's maximum in this round (open loop, bench/loadgen).
+    for i in "${!variants[@]}"; do
+      loadgen_run "traefik_lat_v$i" "http://127.0.0.1:$((base + 2 + 2 * i))/" "$rate"
     done
   done
+  for i in "${!variants[@]}"; do record_value "rss_mb.traefik_v$i" "$(peak_rss_mb "${pids[i]}")"; done
 }

@@ -11,13 +11,21 @@ does, minus Consul.
 
 usage: traefik_config.py REPO OUT_DIR --admin PORT [--knob K=V]...
                          --entrypoint NAME=PORT --backend NAME/SERVICE=PORT[,PORT]...
-Knobs (tuning, applied to the static configuration):
+Knobs (tuning, applied to the static configuration; each sets one thing,
+whatever the project's file says, so a knob can undo a setting or add one):
+  fastproxy=on | fastproxy=off         experimental.fastProxy (the fasthttp proxy engine) or not
   accesslog=off | accesslog=errors     no access log | only 4xx/5xx, retried, or over 100 ms
+  accesslog=all                        a line for every request (no filters)
   accesslog=common | accesslog=buffer:N  Common Log Format | buffer N lines before writing
   metrics=off | metrics=nolabels       no Prometheus metrics | without router/service labels
+  metrics=labels                       with router and service labels
   idle=N                               serversTransport.maxIdleConnsPerHost
   retry=off                            routers without the web job's retry middleware (to
                                        measure its cost; GET retries are a feature, not a knob)
+  bare                                 not the project's configuration at all: Traefik's
+                                       defaults, fast proxy, no access log, no metrics, no
+                                       API, one router PathPrefix(`/`) per entrypoint to its
+                                       `web` backend: what a Traefik hop costs at the least
 Writes OUT_DIR/traefik.yml (static) and OUT_DIR/dynamic/routes.yml.
 """
 
@@ -99,19 +107,29 @@ def bench_static(repo, out_dir, entrypoints, admin_port, knobs):
     if throttle:
         static["providers"]["providersThrottleDuration"] = throttle
     for key, value in knobs:
-        if key == "accesslog" and value == "off":
+        if key == "fastproxy" and value == "on":
+            static.setdefault("experimental", {})["fastProxy"] = {}
+        elif key == "fastproxy" and value == "off":
+            static.get("experimental", {}).pop("fastProxy", None)
+            if not static.get("experimental", True):
+                del static["experimental"]  # Traefik refuses an empty one
+        elif key == "accesslog" and value == "off":
             static.pop("accessLog", None)
         elif key == "accesslog" and value == "errors":
             # Keep the lines that matter (errors, retries, slow requests), skip the rest.
             static["accessLog"]["filters"] = {"statusCodes": ["400-599"], "retryAttempts": True, "minDuration": "100ms"}
+        elif key == "accesslog" and value == "all":
+            static["accessLog"].pop("filters", None)
         elif key == "accesslog" and value == "common":
             static["accessLog"]["format"] = "common"
         elif key == "accesslog" and value.startswith("buffer:"):
             static["accessLog"]["bufferingSize"] = int(value.split(":", 1)[1])
         elif key == "metrics" and value == "off":
             static.pop("metrics", None)
-        elif key == "metrics" and value == "nolabels":
-            static["metrics"]["prometheus"].update(addRoutersLabels=False, addServicesLabels=False)
+        elif key == "metrics" and value in ("nolabels", "labels"):
+            static.setdefault("metrics", {"prometheus": {"entryPoint": ADMIN}})
+            labels = value == "labels"
+            static["metrics"]["prometheus"].update(addRoutersLabels=labels, addServicesLabels=labels)
         elif key == "idle":
             static["serversTransport"]["maxIdleConnsPerHost"] = int(value)
         elif key == "retry" and value == "off":
@@ -119,6 +137,29 @@ def bench_static(repo, out_dir, entrypoints, admin_port, knobs):
         else:
             raise SystemExit(f"traefik_config.py: unknown knob {key}={value}")
     return static
+
+
+def bare_static(out_dir, entrypoints, admin_port):
+    """Traefik's defaults: entrypoints, a file provider, /ping for the bench to wait on."""
+    eps = {ep: {"address": f"127.0.0.1:{port}"} for ep, port in entrypoints.items()}
+    return {
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "log": {"level": "ERROR"},
+        "entryPoints": {ADMIN: {"address": f"127.0.0.1:{admin_port}"}, **eps},
+        "ping": {"entryPoint": ADMIN},
+        "experimental": {"fastProxy": {}},
+        "providers": {"file": {"directory": str(out_dir / "dynamic"), "watch": False}},
+    }
+
+
+def bare_dynamic(entrypoints, backends):
+    """One router per entrypoint, PathPrefix(`/`) to its `web` backend(s)."""
+    routers, services = {}, {}
+    for ep in entrypoints:
+        routers[ep] = {"rule": "PathPrefix(`/`)", "entryPoints": [ep], "service": ep}
+        servers = [{"url": f"http://127.0.0.1:{p}"} for p in backends[(ep, "web")]]
+        services[ep] = {"loadBalancer": {"servers": servers}}
+    return {"http": {"routers": routers, "services": services}}
 
 
 def main():
@@ -137,12 +178,19 @@ def main():
         target, ports = spec.split("=", 1)
         ep, service = target.split("/", 1)
         backends[(ep, service)] = [int(p) for p in ports.split(",")]
-    knobs = [tuple(k.split("=", 1)) for k in args.knob]
+
+    knobs = [tuple(k.split("=", 1)) if "=" in k else (k, "") for k in args.knob]
 
     (args.out_dir / "dynamic").mkdir(parents=True, exist_ok=True)
-    static = bench_static(args.repo, args.out_dir, entrypoints, args.admin, knobs)
+    if ("bare", "") in knobs:
+        if len(knobs) > 1:
+            raise SystemExit("traefik_config.py: bare takes no other knob")
+        static = bare_static(args.out_dir, entrypoints, args.admin)
+        dynamic = bare_dynamic(entrypoints, backends)
+    else:
+        static = bench_static(args.repo, args.out_dir, entrypoints, args.admin, knobs)
+        dynamic = bench_dynamic(args.repo, entrypoints, backends, knobs)
     (args.out_dir / "traefik.yml").write_text(yaml.safe_dump(static, sort_keys=False))
-    dynamic = bench_dynamic(args.repo, entrypoints, backends, knobs)
     (args.out_dir / "dynamic" / "routes.yml").write_text(yaml.safe_dump(dynamic, sort_keys=False))
 
 
