@@ -56,20 +56,28 @@ def test_one_counter_through_every_gateway(cluster):
         assert (status, body.strip()) == (200, str(start + len(cluster.hosts))), f"GET / via {host}"
 
 
-def test_a_request_id_is_found_in_the_gateways_and_the_services_logs(cluster):
-    rid = f"cluster-test-{uuid.uuid4().hex[:12]}"
+def test_a_request_id_is_found_across_the_hosts_by_scripts_logs(cluster):
+    # The gateway logs failed and slow requests only (docs/benchmarks.md): a
+    # traced success is the service's line; a 404 is in both logs.
     host = cluster.hosts[1]
+    ok_id, missing_id = (f"cluster-test-{uuid.uuid4().hex[:12]}" for _ in range(2))
     req = subprocess.run(["curl", "-sf", "--max-time", "5", "-o", "/dev/null", "-w", "%header{x-served-by}",
-                          "-H", f"X-Request-Id: {rid}", cluster.gateway(host) + "/inc"], capture_output=True, text=True)
+                          "-H", f"X-Request-Id: {ok_id}", cluster.gateway(host) + "/inc"], capture_output=True, text=True)
     assert req.returncode == 0, req.stderr
     served = req.stdout.strip()
+    status, _ = http(cluster.gateway(host) + "/no-such-page", headers={"X-Request-Id": missing_id})
+    assert status == 404
+
+    def lines(rid):
+        return run([str(REPO / "scripts/logs"), "--cluster", "--request-id", rid], check=False).stdout.splitlines()
 
     def found():
-        out = run([str(REPO / "scripts/logs"), "--cluster", "--request-id", rid], check=False).stdout
-        access = any(f"access GET /inc 200" in line and f"id={rid}" in line and served in line for line in out.splitlines())
-        service = any(f" {served} info answered" in line and f"request_id={rid}" in line for line in out.splitlines())
-        return access and service
-    eventually(found, 30, f"{rid}: the access line and {served}'s line in scripts/logs")
+        ok = any(f" {served} info answered " in line and f"request_id={ok_id}" in line for line in lines(ok_id))
+        missing = lines(missing_id)
+        access = any(" access GET /no-such-page 404 " in line and f"id={missing_id}" in line for line in missing)
+        service = any(" info answered " in line and f"request_id={missing_id}" in line for line in missing)
+        return ok and access and service
+    eventually(found, 30, f"{ok_id} in {served}'s log; {missing_id} in the access log and web's log")
 
 
 def test_status_shows_one_primary_and_the_replicas_with_their_lag(cluster):
