@@ -42,23 +42,13 @@ wait_until() {
 }
 
 # ---------------------------------------------------------------- cluster secrets
-# scripts/cluster up generates per-cluster secrets into this 0700 directory
-# (files 0600; docs/cluster.md, "Security"). Helpers for the scripts that talk
-# to the cluster: they read the secrets from files and hand them to the tools
-# through the environment or files, never on a command line.
+# The deploy (scripts/deploy) generates a cluster's secrets into this 0700
+# directory (files 0600; docs/deploy.md, "Security"); for the test machines it
+# is ~/.cache/counter/cluster/secrets. Helpers for the scripts that talk to a
+# cluster (scripts/chaos sets CLUSTER_SECRETS to its deployment's): they read
+# the secrets from files and hand them to the tools through the environment
+# or files, never on a command line.
 : "${CLUSTER_SECRETS:=${CLUSTER_STATE:-$COUNTER_CACHE/cluster}/secrets}"
-
-# cluster_tokens: exports NOMAD_TOKEN and CONSUL_HTTP_TOKEN_FILE (the
-# management tokens) for the nomad and consul CLIs, when the cluster has them.
-cluster_tokens() {
-  if [[ -r $CLUSTER_SECRETS/nomad-management.token ]]; then
-    NOMAD_TOKEN=$(<"$CLUSTER_SECRETS/nomad-management.token")
-    export NOMAD_TOKEN
-  fi
-  if [[ -r $CLUSTER_SECRETS/consul-management.token ]]; then
-    export CONSUL_HTTP_TOKEN_FILE=$CLUSTER_SECRETS/consul-management.token
-  fi
-}
 
 # cluster_redis_cli <redis-cli args...>: redis-cli as the cluster's `check`
 # ACL user (ROLE, INFO, PING, GET counter), the password in REDISCLI_AUTH.
@@ -66,16 +56,6 @@ cluster_redis_cli() {
   if [[ -r $CLUSTER_SECRETS/redis-check.password ]]; then
     REDISCLI_AUTH=$(<"$CLUSTER_SECRETS/redis-check.password") \
       redis-cli --no-auth-warning --user check "$@"
-  else
-    redis-cli "$@"
-  fi
-}
-
-# cluster_sentinel_cli <redis-cli args...>: redis-cli to a Sentinel, with its
-# password (requirepass) in REDISCLI_AUTH.
-cluster_sentinel_cli() {
-  if [[ -r $CLUSTER_SECRETS/sentinel.password ]]; then
-    REDISCLI_AUTH=$(<"$CLUSTER_SECRETS/sentinel.password") redis-cli --no-auth-warning "$@"
   else
     redis-cli "$@"
   fi
