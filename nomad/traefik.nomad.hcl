@@ -17,6 +17,12 @@ variable "traefik_fallback" {
   default     = "traefik/fallback.yml"
 }
 
+variable "traefik_tls" {
+  type        = string
+  description = "Extra Traefik dynamic configuration (the cluster's gateway-tls.yml: HTTPS certificate, dashboard router), read by the nomad CLI at submission; empty: none, and no HTTPS port."
+  default     = ""
+}
+
 variable "traefik_config" {
   type        = string
   description = "Traefik static configuration file, read by the nomad CLI at submission (a relative path starts at the current directory)."
@@ -39,6 +45,14 @@ job "traefik" {
       }
       port "admin" {
         static = 8081
+      }
+      # The HTTPS entrypoint, where there is a certificate (traefik_tls).
+      dynamic "port" {
+        for_each = var.traefik_tls == "" ? [] : ["websecure"]
+        labels   = [port.value]
+        content {
+          static = 8443
+        }
       }
     }
 
@@ -80,11 +94,22 @@ job "traefik" {
       # traefik.yml) after SIGTERM; 10 s leaves room before SIGKILL.
       template {
         data            = file(var.traefik_fallback)
-        destination     = "local/fallback.yml"
+        destination     = "local/dynamic/fallback.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
         # Traefik's file provider reloads it by itself; no restart.
         change_mode = "noop"
+      }
+
+      dynamic "template" {
+        for_each = var.traefik_tls == "" ? [] : [var.traefik_tls]
+        content {
+          data            = file(template.value)
+          destination     = "local/dynamic/tls.yml"
+          left_delimiter  = "[[nomad:"
+          right_delimiter = ":nomad]]"
+          change_mode     = "noop"
+        }
       }
 
       # Go's collector runs once the heap has grown 400 % (default 100 %):

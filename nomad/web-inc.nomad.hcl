@@ -26,6 +26,18 @@ variable "consul_http_addr" {
   default     = "http://127.0.0.1:8500"
 }
 
+variable "consul_cacert" {
+  type        = string
+  description = "CA file to verify an https:// consul_http_addr against (empty: the system's CAs; the cluster: its own CA)."
+  default     = ""
+}
+
+variable "redis_tls_ca" {
+  type        = string
+  description = "CA file: connect to Redis over TLS and verify it against this CA (empty: plain TCP, the local stack on loopback)."
+  default     = ""
+}
+
 variable "count" {
   type        = number
   description = "Allocations of web-inc: 1 on one machine, more in the cluster (scripts/cluster passes it)."
@@ -107,7 +119,6 @@ job "web-inc" {
       # request could count twice.
       tags = [
         "traefik.enable=true",
-        "traefik.http.routers.web-inc.entrypoints=web",
         "traefik.http.routers.web-inc.rule=PathPrefix(`/inc`)",
         # Above web's catch-all PathPrefix(`/`) (10) and the 503 fallback for
         # /inc (50, traefik/fallback.yml).
@@ -172,6 +183,8 @@ job "web-inc" {
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
+        CONSUL_CACERT        = var.consul_cacert
+        COUNTER_REDIS_TLS_CA = var.redis_tls_ca
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 

@@ -25,6 +25,18 @@ variable "consul_http_addr" {
   default     = "http://127.0.0.1:8500"
 }
 
+variable "consul_cacert" {
+  type        = string
+  description = "CA file to verify an https:// consul_http_addr against (empty: the system's CAs; the cluster: its own CA)."
+  default     = ""
+}
+
+variable "redis_tls_ca" {
+  type        = string
+  description = "CA file: connect to Redis over TLS and verify it against this CA (empty: plain TCP, the local stack on loopback)."
+  default     = ""
+}
+
 variable "count" {
   type        = number
   description = "Allocations of web when the job is first submitted: 2 on one machine, more in the cluster (scripts/cluster passes it). Afterwards the autoscaler owns the count; scripts/up re-submits with -preserve-counts so it is not reset."
@@ -163,7 +175,6 @@ job "web" {
       port     = "http"
       tags = [
         "traefik.enable=true",
-        "traefik.http.routers.web.entrypoints=web",
         "traefik.http.routers.web.rule=PathPrefix(`/`)",
         # The catch-all: below /inc (100) and its fallback (50), above the
         # 503 fallback for / (1, traefik/fallback.yml).
@@ -181,7 +192,6 @@ job "web" {
         # to the public gateway: above the catch-all, the path is rewritten to
         # one no service routes, so the client gets the services' usual JSON
         # 404 and nothing of an instance's metrics or health.
-        "traefik.http.routers.web-internal.entrypoints=web",
         "traefik.http.routers.web-internal.rule=Path(`/metrics`) || PathPrefix(`/health`)",
         "traefik.http.routers.web-internal.priority=20",
         "traefik.http.routers.web-internal.service=web",
@@ -242,6 +252,8 @@ job "web" {
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
+        CONSUL_CACERT        = var.consul_cacert
+        COUNTER_REDIS_TLS_CA = var.redis_tls_ca
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 

@@ -52,21 +52,26 @@ wait_until() {
 
 # cluster_redis_cli <redis-cli args...>: redis-cli as the cluster's `check`
 # ACL user (ROLE, INFO, PING, GET counter), the password in REDISCLI_AUTH.
+# Over TLS, verified against the cluster's CA, when the deployment has one.
 cluster_redis_cli() {
+  local tls=()
+  [[ -r $CLUSTER_SECRETS/tls/ca.pem ]] && tls=(--tls --cacert "$CLUSTER_SECRETS/tls/ca.pem")
   if [[ -r $CLUSTER_SECRETS/redis-check.password ]]; then
     REDISCLI_AUTH=$(<"$CLUSTER_SECRETS/redis-check.password") \
-      redis-cli --no-auth-warning --user check "$@"
+      redis-cli --no-auth-warning "${tls[@]}" --user check "$@"
   else
-    redis-cli "$@"
+    redis-cli "${tls[@]}" "$@"
   fi
 }
 
 # cluster_consul_curl <curl args...>: curl with the Consul management token in
-# a header read from a file (-H @file).
+# a header read from a file (-H @file), trusting the cluster's CA.
 cluster_consul_curl() {
+  local tls=()
+  [[ -r $CLUSTER_SECRETS/tls/ca.pem ]] && tls=(--cacert "$CLUSTER_SECRETS/tls/ca.pem")
   if [[ -r $CLUSTER_SECRETS/consul-management.header ]]; then
-    curl -H "@$CLUSTER_SECRETS/consul-management.header" "$@"
+    curl "${tls[@]}" -H "@$CLUSTER_SECRETS/consul-management.header" "$@"
   else
-    curl "$@"
+    curl "${tls[@]}" "$@"
   fi
 }

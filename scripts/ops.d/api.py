@@ -2,11 +2,15 @@
 scripts/logs. The addresses come from NOMAD_ADDR and CONSUL_HTTP_ADDR (the
 wrappers set them for the local stack or the cluster); NOMAD_TOKEN and
 CONSUL_HTTP_TOKEN (or CONSUL_HTTP_TOKEN_FILE), when set, are sent as headers,
-never printed. Standard library only.
+never printed. An https:// address is verified against NOMAD_CACERT or
+CONSUL_CACERT (the CLIs' own variables), with NOMAD_CLIENT_CERT/KEY or
+CONSUL_CLIENT_CERT/KEY as the client certificate when set. Standard library
+only.
 """
 
 import json
 import os
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,10 +22,24 @@ class ApiError(Exception):
     pass
 
 
+def tls_context(prefix):
+    """The TLS context the nomad or consul CLI would use (PREFIX_CACERT,
+    PREFIX_CLIENT_CERT, PREFIX_CLIENT_KEY), or None for the system's."""
+    ca = os.environ.get(f"{prefix}_CACERT")
+    if not ca:
+        return None
+    ctx = ssl.create_default_context(cafile=ca)
+    cert = os.environ.get(f"{prefix}_CLIENT_CERT")
+    if cert:
+        ctx.load_cert_chain(cert, os.environ.get(f"{prefix}_CLIENT_KEY"))
+    return ctx
+
+
 class Api:
-    def __init__(self, base, token_header, token):
+    def __init__(self, base, token_header, token, context=None):
         self.base = base.rstrip("/")
         self.headers = {token_header: token} if token else {}
+        self.context = context
 
     def open(self, path, params=None, timeout=TIMEOUT):
         url = self.base + path
@@ -29,7 +47,7 @@ class Api:
             url += "?" + urllib.parse.urlencode(params)
         req = urllib.request.Request(url, headers=self.headers)
         try:
-            return urllib.request.urlopen(req, timeout=timeout)
+            return urllib.request.urlopen(req, timeout=timeout, context=self.context)
         except urllib.error.HTTPError as e:
             body = e.read(200).decode(errors="replace").strip()
             raise ApiError(f"{self.base}{path}: HTTP {e.code} {body}") from None
@@ -55,12 +73,12 @@ def _token_file(var):
 
 def nomad():
     return Api(os.environ["NOMAD_ADDR"], "X-Nomad-Token",
-               os.environ.get("NOMAD_TOKEN") or _token_file("NOMAD_TOKEN_FILE"))
+               os.environ.get("NOMAD_TOKEN") or _token_file("NOMAD_TOKEN_FILE"), tls_context("NOMAD"))
 
 
 def consul():
     return Api(os.environ["CONSUL_HTTP_ADDR"], "X-Consul-Token",
-               os.environ.get("CONSUL_HTTP_TOKEN") or _token_file("CONSUL_HTTP_TOKEN_FILE"))
+               os.environ.get("CONSUL_HTTP_TOKEN") or _token_file("CONSUL_HTTP_TOKEN_FILE"), tls_context("CONSUL"))
 
 
 def allocations(api, jobs=None, running_only=True):

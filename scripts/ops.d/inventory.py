@@ -75,7 +75,11 @@ def env_lines(d):
     secrets = os.path.join(d["state"], "secrets")
     return "\n".join([
         f'export PATH="{CACHE}/bin:$PATH"',
-        f"export NOMAD_ADDR=http://{server}:4646 CONSUL_HTTP_ADDR=http://{server}:8500",
+        # HTTPS, verified against the cluster's CA; the client certificate
+        # (cli.pem) for the RPC-level tools that want one.
+        f"export NOMAD_ADDR=https://{server}:4646 CONSUL_HTTP_ADDR=https://{server}:8501",
+        f"export NOMAD_CACERT={secrets}/tls/ca.pem CONSUL_CACERT={secrets}/tls/ca.pem",
+        f"export NOMAD_CLIENT_CERT={secrets}/tls/cli.pem NOMAD_CLIENT_KEY={secrets}/tls/cli-key.pem",
         f'export NOMAD_TOKEN="$(cat {secrets}/nomad-management.token)"',
         f"export CONSUL_HTTP_TOKEN_FILE={secrets}/consul-management.token",
     ])

@@ -96,10 +96,14 @@ def requests_and_errors(job, samples):
 # Credentials of a secured cluster (--secrets): redis-cli reads the password
 # from REDISCLI_AUTH, never from an argument.
 CREDENTIALS = {"redis": None, "sentinel": None}
+# The cluster's CA (--secrets DIR/tls/ca.pem): its Redis and Sentinel speak TLS only.
+TLS_CA = None
 
 
 def redis_cli(args, who):
     cmd, env = ["redis-cli", "--no-auth-warning"], dict(os.environ)
+    if TLS_CA:
+        cmd += ["--tls", "--cacert", TLS_CA]
     secret = CREDENTIALS[who]
     if secret:
         env["REDISCLI_AUTH"] = secret
@@ -194,6 +198,9 @@ def main():
             if os.path.exists(path):
                 with open(path) as f:
                     CREDENTIALS[who] = f.read().strip()
+        global TLS_CA
+        ca = os.path.join(args.secrets, "tls", "ca.pem")
+        TLS_CA = ca if os.path.exists(ca) else None
     nomad, consul = api.nomad(), api.consul()
 
     nodes = try_get(lambda: nomad.get("/v1/nodes"), "nomad", [])

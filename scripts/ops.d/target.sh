@@ -8,8 +8,12 @@
 
 CLUSTER_INVENTORY=${CLUSTER_STATE:-$COUNTER_CACHE/cluster}/inventory.yml
 
-# nomad_answers <addr>: succeeds when a Nomad agent answers there.
-nomad_answers() { curl -s -o /dev/null --max-time 2 "$1/v1/status/leader"; }
+# nomad_answers <addr> [curl args...]: succeeds when a Nomad agent answers there.
+nomad_answers() {
+  local addr=$1
+  shift
+  curl -s -o /dev/null --max-time 2 "$@" "$addr/v1/status/leader"
+}
 
 # inventory_servers <inventory>: the servers' addresses, one a line.
 inventory_servers() {
@@ -18,7 +22,8 @@ inventory_servers() {
 }
 
 # select_target <local|cluster|auto> [inventory]: sets TARGET, NOMAD_ADDR,
-# CONSUL_HTTP_ADDR, GATEWAY_URL and SECRETS_DIR. A cluster is reached
+# CONSUL_HTTP_ADDR (with NOMAD_CACERT and CONSUL_CACERT for a cluster),
+# GATEWAY_URL and SECRETS_DIR. A cluster is reached
 # through the first of its servers whose Nomad answers, so the tools work
 # with any one server down; its management tokens (from the deploy's state
 # on this machine) are used unless NOMAD_TOKEN / CONSUL_HTTP_TOKEN are set.
@@ -44,16 +49,18 @@ select_target() {
   fi
   inventory=${inventory:-$CLUSTER_INVENTORY}
   [[ -r $inventory ]] || die "no inventory $inventory (scripts/cluster up, or --inventory FILE)"
+  SECRETS_DIR=$(python3 "$COUNTER_ROOT/scripts/ops.d/inventory.py" "$inventory" state)/secrets
+  # The cluster's APIs are HTTPS with certificates of its own CA.
+  export NOMAD_CACERT=$SECRETS_DIR/tls/ca.pem CONSUL_CACERT=$SECRETS_DIR/tls/ca.pem
   for s in $(inventory_servers "$inventory"); do
     [[ -n $server ]] || server=$s
-    if nomad_answers "http://$s:4646"; then
+    if nomad_answers "https://$s:4646" --cacert "$NOMAD_CACERT"; then
       server=$s
       break
     fi
   done
-  export NOMAD_ADDR=http://$server:4646 CONSUL_HTTP_ADDR=http://$server:8500
+  export NOMAD_ADDR=https://$server:4646 CONSUL_HTTP_ADDR=https://$server:8501
   GATEWAY_URL=http://$server:8080
-  SECRETS_DIR=$(python3 "$COUNTER_ROOT/scripts/ops.d/inventory.py" "$inventory" state)/secrets
   if [[ -z ${NOMAD_TOKEN:-} && -r $SECRETS_DIR/nomad-management.token ]]; then
     NOMAD_TOKEN=$(<"$SECRETS_DIR/nomad-management.token")
     export NOMAD_TOKEN

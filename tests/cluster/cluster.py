@@ -8,6 +8,7 @@ Standard library only.
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -20,7 +21,18 @@ CACHE = Path(os.environ.get("COUNTER_CACHE")
 STATE = Path(os.environ.get("CLUSTER_STATE") or CACHE / "cluster")
 INVENTORY = STATE / "inventory.yml"
 SECRETS = STATE / "secrets"
+TLS = SECRETS / "tls"
+CA = TLS / "ca.pem"
 BIN = CACHE / "bin"
+
+
+def tls_context(cert=None):
+    """A client context that trusts the cluster's CA (and presents CERT, a
+    stem under TLS, e.g. "cli", when given)."""
+    ctx = ssl.create_default_context(cafile=str(CA))
+    if cert:
+        ctx.load_cert_chain(str(TLS / f"{cert}.pem"), str(TLS / f"{cert}-key.pem"))
+    return ctx
 
 
 def run(cmd, check=True, timeout=900, env=None, input=None):
@@ -36,11 +48,15 @@ def secret(name):
     return (SECRETS / name).read_text().strip()
 
 
-def http(url, method="GET", headers=None, data=None, timeout=5):
-    """(status, body); HTTP error statuses are returned, not raised."""
+def http(url, method="GET", headers=None, data=None, timeout=5, context=None):
+    """(status, body); HTTP error statuses are returned, not raised. An
+    https:// URL is verified against the cluster's CA unless CONTEXT says
+    otherwise."""
     req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+    if context is None and url.startswith("https:"):
+        context = tls_context()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
@@ -72,8 +88,8 @@ class Cluster:
         self.servers = d["servers"]
         self.addr = {h: d["hosts"][h]["addr"] for h in self.hosts}
         self.ssh_args = {h: d["hosts"][h]["ssh_args"] for h in self.hosts}
-        self.nomad_addr = f"http://{self.addr[self.servers[0]]}:4646"
-        self.consul_addr = f"http://{self.addr[self.servers[0]]}:8500"
+        self.nomad_addr = f"https://{self.addr[self.servers[0]]}:4646"
+        self.consul_addr = f"https://{self.addr[self.servers[0]]}:8501"
 
     def gateway(self, host):
         return f"http://{self.addr[host]}:8080"
@@ -82,7 +98,8 @@ class Cluster:
         """The environment the nomad and consul CLIs need (tokens from files)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
         env.update(PATH=f"{BIN}:{env.get('PATH', '')}", NOMAD_ADDR=self.nomad_addr,
-                   CONSUL_HTTP_ADDR=self.consul_addr, NOMAD_CLI_SHOW_HINTS="0")
+                   CONSUL_HTTP_ADDR=self.consul_addr, NOMAD_CLI_SHOW_HINTS="0",
+                   NOMAD_CACERT=str(CA), CONSUL_CACERT=str(CA))
         if tokens:
             env["NOMAD_TOKEN"] = secret("nomad-management.token")
             env["CONSUL_HTTP_TOKEN_FILE"] = str(SECRETS / "consul-management.token")
@@ -96,13 +113,13 @@ class Cluster:
 
     def nomad_api(self, path):
         req = urllib.request.Request(self.nomad_addr + path, headers={"X-Nomad-Token": secret("nomad-management.token")})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=tls_context()) as r:
             return json.loads(r.read())
 
     def consul_api(self, path):
         req = urllib.request.Request(self.consul_addr + path,
                                      headers={"X-Consul-Token": secret("consul-management.token")})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=tls_context()) as r:
             return json.loads(r.read())
 
     def ssh(self, host, command, check=True):
@@ -113,14 +130,15 @@ class Cluster:
         env = dict(os.environ)
         if user:
             env["REDISCLI_AUTH"] = secret(password_file)
-        cmd = ["redis-cli", "--no-auth-warning", "-h", self.addr[host], "-p", str(port)]
+        cmd = ["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(CA), "-h", self.addr[host], "-p", str(port)]
         if user and user != "default":
             cmd += ["--user", user]
         return run(cmd + list(args), check=False, env=env, timeout=10).stdout.strip()
 
     def sentinel_cli(self, host, *args):
         env = dict(os.environ, REDISCLI_AUTH=secret("sentinel.password"))
-        return run(["redis-cli", "--no-auth-warning", "-h", self.addr[host], "-p", "26380", *args],
+        return run(["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(CA), "-h", self.addr[host],
+                    "-p", "26380", *args],
                    check=False, env=env, timeout=10).stdout.strip()
 
     def primary(self):
@@ -150,9 +168,14 @@ def recap(output):
 
 
 def secret_values():
-    """Every generated secret of the cluster (tokens, passwords, keys)."""
-    return [p.read_text().strip() for p in SECRETS.iterdir()
-            if p.suffix in (".token", ".password", ".key") and p.read_text().strip()]
+    """Every generated secret of the cluster (tokens, passwords, keys), and
+    the first line of every TLS private key's body (a leaked key shows it)."""
+    values = [p.read_text().strip() for p in SECRETS.iterdir()
+              if p.suffix in (".token", ".password", ".key") and p.read_text().strip()]
+    for key in TLS.glob("*-key.pem"):
+        body = [line for line in key.read_text().splitlines() if line and not line.startswith("-----")]
+        values.append(body[0])
+    return values
 
 
 def lines_with_secret(text):

@@ -4,7 +4,7 @@ never a process list, a log, a job spec or the repository."""
 
 import subprocess
 
-from cluster import REPO, eventually, lines_with_secret, run, secret_values
+from cluster import CA, REPO, eventually, lines_with_secret, run, secret_values
 
 
 def test_jobs_templates_read_their_runtime_settings_with_their_workload_identities(cluster):
@@ -36,8 +36,8 @@ def test_nomad_without_a_token_is_refused(cluster):
 def test_redis_and_sentinel_refuse_a_client_without_credentials(cluster):
     for host in cluster.hosts:
         assert cluster.redis_cli(host, "GET", "counter", user=None).startswith("NOAUTH"), host
-        out = run(["redis-cli", "-h", cluster.addr[host], "-p", "26380", "SENTINEL", "get-master-addr-by-name",
-                   "counter"], check=False).stdout
+        out = run(["redis-cli", "--tls", "--cacert", str(CA), "-h", cluster.addr[host], "-p", "26380",
+                   "SENTINEL", "get-master-addr-by-name", "counter"], check=False).stdout
         assert out.startswith("NOAUTH"), f"{host} sentinel: {out}"
 
 
@@ -81,6 +81,7 @@ def test_no_secret_in_the_job_specs_or_the_agents_service_definitions(cluster):
     text = "".join(cluster.nomad("job", "inspect", job).stdout for job in ("traefik", "web", "web-inc", "autoscaler"))
     for host in cluster.hosts:
         text += cluster.ssh(host, "curl -s http://127.0.0.1:8500/v1/agent/services").stdout
+        text += cluster.ssh(host, "cat /etc/counter/consul.d/consul.hcl /etc/counter/nomad.d/nomad.hcl").stdout
     assert scan(text) > 100
 
 

@@ -1,0 +1,211 @@
+"""TLS on every link between machines, seen from another machine (this one,
+on the test machines' network): Consul, Nomad, Redis and Sentinel refuse
+plain text and a certificate from another CA, and accept the cluster's own;
+the gateway serves HTTPS with a certificate of the cluster's CA; Traefik's
+API answers only on each machine's loopback."""
+
+import socket
+import ssl
+import subprocess
+
+import pytest
+
+from cluster import CA, http, tls_context
+
+# The first byte of a connection to an RPC port says what follows; this one
+# says "TLS". Consul: pool.RPCTLS; Nomad: pool.RpcTLS.
+CONSUL_RPC, CONSUL_RPC_TLS = 8300, b"\x03"
+NOMAD_RPC, NOMAD_RPC_TLS = 4647, b"\x04"
+# ... and these say "plain-text RPC" (Consul's RPCConsul, Nomad's RpcNomad).
+CONSUL_RPC_PLAIN, NOMAD_RPC_PLAIN = b"\x00", b"\x01"
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory):
+    """A self-signed certificate and key no part of the cluster trusts."""
+    d = tmp_path_factory.mktemp("other-ca")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem"), "-subj", "/CN=not the cluster CA",
+                    "-days", "1", "-addext", "subjectAltName=DNS:client.dc1.consul,DNS:client.global.nomad"],
+                   check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+def closed_without_answer(sock, timeout=3.0):
+    """True when the peer closes (or resets) without a byte of answer."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(64) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def tls_session(addr, port, prefix, cert=None, verify_host=False):
+    """Connects, sends PREFIX, then a TLS handshake trusting the cluster's CA
+    and presenting CERT ((cert, key) paths) when given. Returns the TLS
+    socket, or the SSL error as a string."""
+    ctx = ssl.create_default_context(cafile=str(CA))
+    ctx.check_hostname = verify_host
+    if cert:
+        ctx.load_cert_chain(str(cert[0]), str(cert[1]))
+    raw = socket.create_connection((addr, port), timeout=5)
+    if prefix:
+        raw.sendall(prefix)
+    try:
+        s = ctx.wrap_socket(raw, server_hostname=addr if verify_host else None)
+    except (ssl.SSLError, ConnectionResetError, OSError) as err:
+        raw.close()
+        return str(err)
+    return s
+
+
+def refused_after_handshake(s):
+    """With TLS 1.3 a server's refusal of the client's certificate arrives
+    after the client's handshake ends: the first read sees it."""
+    if isinstance(s, str):
+        return True
+    try:
+        s.settimeout(3)
+        data = s.recv(64)
+        return data == b""
+    except (ssl.SSLError, ConnectionResetError, OSError):
+        return True
+    except socket.timeout:
+        return False
+    finally:
+        s.close()
+
+
+def stays_open(s):
+    """A session the server accepted: it waits for our request."""
+    assert not isinstance(s, str), f"handshake failed: {s}"
+    try:
+        s.settimeout(1.5)
+        s.recv(64)
+        return False
+    except socket.timeout:
+        return True
+    except (ssl.SSLError, OSError):
+        return False
+    finally:
+        s.close()
+
+
+def cli_cert():
+    from cluster import TLS
+    return TLS / "cli.pem", TLS / "cli-key.pem"
+
+
+@pytest.mark.parametrize("port,plain,tls", [(CONSUL_RPC, CONSUL_RPC_PLAIN, CONSUL_RPC_TLS),
+                                            (NOMAD_RPC, NOMAD_RPC_PLAIN, NOMAD_RPC_TLS)],
+                         ids=["consul-rpc", "nomad-rpc"])
+def test_rpc_is_mutual_tls_with_the_clusters_ca_only(cluster, other_ca, port, plain, tls):
+    addr = cluster.addr[cluster.servers[0]]
+    with socket.create_connection((addr, port), timeout=5) as s:
+        s.sendall(plain)
+        assert closed_without_answer(s), f"{addr}:{port} kept a plain-text RPC connection open"
+    no_cert = tls_session(addr, port, tls)
+    assert refused_after_handshake(no_cert), f"{addr}:{port} accepted TLS without a client certificate"
+    foreign = tls_session(addr, port, tls, cert=other_ca)
+    assert refused_after_handshake(foreign), f"{addr}:{port} accepted a certificate from another CA"
+    # The positive control: the cluster's own client certificate is let in.
+    assert stays_open(tls_session(addr, port, tls, cert=cli_cert())), f"{addr}:{port} refused the cluster's CA"
+
+
+def test_consul_http_is_loopback_only_and_https_elsewhere(cluster):
+    addr = cluster.addr[cluster.servers[0]]
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((addr, 8500), timeout=5).close()
+    status, body = http(f"http://{addr}:8501/v1/status/leader")
+    assert status == 400 and "HTTPS" in body, (status, body)
+    status, body = http(f"https://{addr}:8501/v1/status/leader")
+    assert status == 200 and ":8300" in body, (status, body)
+    # Plain HTTP on the machine's own loopback, for the agents beside it.
+    assert ":8300" in cluster.ssh(cluster.servers[0], "curl -s http://127.0.0.1:8500/v1/status/leader").stdout
+
+
+def test_nomad_http_is_https_only(cluster):
+    addr = cluster.addr[cluster.servers[0]]
+    status, body = http(f"http://{addr}:4646/v1/status/leader")
+    assert status == 400 and "HTTPS" in body, (status, body)
+    status, body = http(f"https://{addr}:4646/v1/status/leader")
+    assert status == 200 and ":4647" in body, (status, body)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        socket_ctx = ssl.create_default_context()  # the system's CAs: not the cluster's
+        with socket.create_connection((addr, 4646), timeout=5) as raw:
+            socket_ctx.wrap_socket(raw, server_hostname=addr)
+
+
+@pytest.mark.parametrize("port", [6380, 26380], ids=["redis", "sentinel"])
+def test_redis_and_sentinel_speak_tls_only(cluster, other_ca, port):
+    for host in cluster.hosts:
+        addr = cluster.addr[host]
+        with socket.create_connection((addr, port), timeout=5) as s:
+            s.sendall(b"PING\r\n")
+            s.settimeout(3)
+            try:
+                answer = s.recv(64)
+            except (ConnectionResetError, socket.timeout):
+                answer = b""
+            assert not answer.startswith((b"+", b"-")), f"{host}:{port} answered plain text: {answer!r}"
+        foreign = tls_session(addr, port, None, cert=other_ca)
+        assert refused_after_handshake(foreign), f"{host}:{port} accepted a certificate from another CA"
+        # Without a client certificate (what the services do), TLS verified
+        # by the address, and Redis asks for credentials: the link works.
+        s = tls_session(addr, port, None, verify_host=True)
+        assert not isinstance(s, str), f"{host}:{port}: {s}"
+        with s:
+            s.sendall(b"PING\r\n")
+            assert s.recv(64).startswith(b"-NOAUTH"), f"{host}:{port} over TLS"
+
+
+def test_the_gateway_serves_https_with_the_clusters_certificate(cluster):
+    for host in cluster.hosts:
+        url = f"https://{cluster.addr[host]}:8443"
+        status, body = http(url + "/", headers={"Accept": "text/plain"})
+        assert status == 200 and body.strip().isdigit(), (host, status, body[:200])
+        status, _ = http(url + "/metrics")
+        assert status == 404, f"{host}: /metrics reachable over HTTPS ({status})"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            http(url + "/", context=ssl.create_default_context())
+    before = int(http(f"https://{cluster.addr[cluster.hosts[0]]}:8443/", headers={"Accept": "text/plain"})[1])
+    status, _ = http(f"https://{cluster.addr[cluster.hosts[1]]}:8443/inc", method="POST")
+    assert status == 200
+    after = int(http(f"https://{cluster.addr[cluster.hosts[0]]}:8443/", headers={"Accept": "text/plain"})[1])
+    assert after >= before + 1
+
+
+def test_traefik_api_answers_on_loopback_only(cluster):
+    for host in cluster.hosts:
+        addr = cluster.addr[host]
+        status, _ = http(f"http://{addr}:8081/api/overview")
+        assert status == 404, f"{host}: Traefik's API on the cluster address ({status})"
+        status, _ = http(f"http://{addr}:8081/ping")
+        assert status == 200, f"{host}: /ping for Consul's check ({status})"
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((addr, 8079), timeout=5).close()
+        local = cluster.ssh(host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8079/api/overview").stdout
+        assert local == "200", f"{host}: the API on loopback answered {local}"
+
+
+def test_services_reach_consul_and_redis_over_tls(cluster):
+    text = "".join(cluster.nomad("job", "inspect", job).stdout for job in ("web", "web-inc"))
+    assert text.count('"https://127.0.0.1:8501"') == 2 and text.count('"/etc/counter/tls/ca.pem"') == 4, \
+        "web and web-inc should get CONSUL_HTTP_ADDR https, CONSUL_CACERT and COUNTER_REDIS_TLS_CA"
+    # Redis and Sentinel run with no plain-text port at all (port 0).
+    for host in cluster.hosts:
+        ports = cluster.ssh(host, "grep -h '^port ' /var/lib/counter/redis-*/redis.conf "
+                                  "/var/lib/counter/sentinel/sentinel.conf").stdout.split()
+        assert ports == ["port", "0", "port", "0"], f"{host}: {ports}"
+
+
+def test_tls_context_helper_refuses_a_wrong_name(cluster):
+    """verify_host is meaningful: the gateway's certificate names its own
+    machine, so checking it against another machine's address fails."""
+    a, b = cluster.hosts[0], cluster.hosts[1]
+    ctx = tls_context()
+    with socket.create_connection((cluster.addr[a], 8443), timeout=5) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname=cluster.addr[b])
