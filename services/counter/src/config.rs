@@ -15,6 +15,7 @@ use http::HeaderValue;
 use crate::discovery::Endpoints;
 use crate::redis_store::RedisCredentials;
 use crate::reloadable::Reloadable;
+use crate::tls::{CaBundle, ClientIdentity};
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -57,6 +58,9 @@ pub struct Config {
     /// The Redis key holding the count.
     pub key: String,
     pub credentials: RedisCredentials,
+    /// `--redis-tls-ca`: every Redis connection uses TLS and verifies the server
+    /// against this CA and the IP address connected to; `None`: plain TCP.
+    pub redis_tls: Option<CaBundle>,
     /// The reloadable settings from flags, env and defaults. Every reload lays
     /// the runtime file over these, so a key deleted from it returns to its start value.
     pub reloadable_from_flags: Reloadable,
@@ -78,7 +82,18 @@ pub enum RedisSource {
     /// `--redis-primary` and `--redis-replicas`.
     Fixed(Endpoints),
     /// Followed in Consul's catalog.
-    Consul { url: reqwest::Url, token: Option<ConsulToken> },
+    Consul { url: reqwest::Url, token: Option<ConsulToken>, tls: ConsulTls },
+}
+
+/// How an `https://` Consul address is verified, and who the service is to it.
+#[derive(Clone, Debug, Default)]
+pub struct ConsulTls {
+    /// `CONSUL_CACERT`: the only CA trusted for Consul's certificate; `None`:
+    /// the system's roots.
+    pub ca: Option<CaBundle>,
+    /// `CONSUL_CLIENT_CERT` + `CONSUL_CLIENT_KEY`, for a Consul that verifies
+    /// incoming HTTPS clients.
+    pub identity: Option<ClientIdentity>,
 }
 
 /// A Consul ACL token, checked to be a valid header value and marked sensitive,
@@ -105,7 +120,7 @@ impl ConsulToken {
 #[command(
     version,
     about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
-    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file."
+    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it."
 )]
 struct Flags {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
@@ -132,6 +147,23 @@ struct Flags {
     /// start and again on SIGHUP (Nomad renders it from Consul KV); its values win
     #[arg(long, env = "COUNTER_RUNTIME_FILE", value_name = "FILE")]
     runtime_file: Option<PathBuf>,
+
+    /// PEM CA bundle: connect to Redis over TLS, verifying each server's certificate against it and the IP
+    /// connected to (unset: plain TCP)
+    #[arg(long, env = "COUNTER_REDIS_TLS_CA", value_name = "FILE")]
+    redis_tls_ca: Option<PathBuf>,
+
+    /// PEM CA bundle that an https:// Consul address is verified against (unset: the system's roots)
+    #[arg(long, env = "CONSUL_CACERT", value_name = "FILE")]
+    consul_cacert: Option<PathBuf>,
+
+    /// PEM client certificate for a Consul that verifies HTTPS clients (with --consul-client-key)
+    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "FILE")]
+    consul_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --consul-client-cert
+    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "FILE")]
+    consul_client_key: Option<PathBuf>,
 
     /// Redis ACL user to authenticate as (the password comes from COUNTER_REDIS_PASSWORD only)
     #[arg(long, env = "COUNTER_REDIS_USERNAME", value_name = "USER")]
@@ -202,6 +234,12 @@ impl Config {
             None => listen_from_nomad(role, &env).map_err(invalid)?,
         };
         let consul_token = consul_token_from(&env).map_err(invalid)?;
+        let redis_tls = match non_empty(flags.redis_tls_ca) {
+            Some(path) => Some(CaBundle::read(&path).map_err(|e| invalid(format!("--redis-tls-ca: {e}")))?),
+            None => None,
+        };
+        let consul_tls =
+            consul_tls_from(flags.consul_cacert, flags.consul_client_cert, flags.consul_client_key).map_err(invalid)?;
         let reloadable = match &flags.runtime_file {
             Some(path) => flags.reloadable.overlaid_with(path).map_err(invalid)?,
             None => flags.reloadable.clone(),
@@ -210,7 +248,7 @@ impl Config {
             (Some(primary), _) => {
                 RedisSource::Fixed(Endpoints { primary: Some(primary), replicas: flags.redis_replicas })
             }
-            (None, Some(url)) => RedisSource::Consul { url, token: consul_token },
+            (None, Some(url)) => RedisSource::Consul { url, token: consul_token, tls: consul_tls },
             (None, None) => {
                 return Err((
                     ErrorKind::MissingRequiredArgument,
@@ -228,6 +266,7 @@ impl Config {
                 username: flags.redis_username,
                 password: env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()),
             },
+            redis_tls,
             reloadable_from_flags: flags.reloadable,
             reloadable,
             runtime_file: flags.runtime_file,
@@ -277,6 +316,35 @@ fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<Cons
         }
     };
     ConsulToken::parse(token.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
+}
+
+/// An empty path (`COUNTER_REDIS_TLS_CA=` in an env file) is no path.
+fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.filter(|p| !p.as_os_str().is_empty())
+}
+
+/// `--consul-cacert` and the client identity, read and checked now, even when
+/// the address is plain http (where they go unused), so a bad file is found at
+/// start rather than when Consul moves to https.
+fn consul_tls_from(
+    cacert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+) -> Result<ConsulTls, String> {
+    let ca = match non_empty(cacert) {
+        Some(path) => Some(CaBundle::read(&path).map_err(|e| format!("--consul-cacert (CONSUL_CACERT): {e}"))?),
+        None => None,
+    };
+    let identity = match (non_empty(client_cert), non_empty(client_key)) {
+        (Some(cert), Some(key)) => Some(ClientIdentity::read(&cert, &key).map_err(|(which, e)| match which {
+            "cert" => format!("--consul-client-cert (CONSUL_CLIENT_CERT): {e}"),
+            _ => format!("--consul-client-key (CONSUL_CLIENT_KEY): {e}"),
+        })?),
+        (None, None) => None,
+        (Some(_), None) => return Err("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key".into()),
+        (None, Some(_)) => return Err("--consul-client-key (CONSUL_CLIENT_KEY) needs --consul-client-cert".into()),
+    };
+    Ok(ConsulTls { ca, identity })
 }
 
 /// The environment variable holding the Redis password (never a flag).
