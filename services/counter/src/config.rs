@@ -449,6 +449,71 @@ mod tests {
     }
 
     #[test]
+    fn redis_tls_reads_the_ca_at_start_and_names_the_flag_when_it_is_bad() {
+        let pki = testkit::TestPki::new();
+        let fixed = ["--redis-primary", "127.0.0.1:6379"];
+        let with = |extra: &[&str]| config(&[&fixed[..], extra].concat(), |_| None);
+        assert!(with(&[]).unwrap().redis_tls.is_none(), "no flag: plain TCP");
+        let err = flags(&["--redis-tls-ca", ""]).unwrap_err().to_string();
+        assert!(err.contains("--redis-tls-ca"), "{err}");
+        let c = with(&["--redis-tls-ca", pki.ca_arg()]).unwrap();
+        assert_eq!(c.redis_tls.as_ref().map(|ca| ca.certificates()), Some(1), "{c:?}");
+        let err = with(&["--redis-tls-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(err.starts_with("--redis-tls-ca: cannot read /nonexistent/ca.pem"), "{err}");
+        // A key is not a CA bundle.
+        let err = with(&["--redis-tls-ca", pki.server_key().to_str().unwrap()]).unwrap_err();
+        assert!(err.starts_with("--redis-tls-ca:") && err.contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn consul_tls_files_are_checked_at_start_and_named_when_bad() {
+        let pki = testkit::TestPki::new();
+        let (ca, cert, key) = (pki.ca_arg(), pki.server_cert().to_str().unwrap(), pki.server_key().to_str().unwrap());
+        let consul = ["--consul", "https://127.0.0.1:8501"];
+        let tls = |extra: &[&str]| {
+            config(&[&consul[..], extra].concat(), |_| None).map(|c| match c.redis {
+                RedisSource::Consul { tls, .. } => tls,
+                other => panic!("{other:?}"),
+            })
+        };
+        let none = tls(&[]).unwrap();
+        assert!(none.ca.is_none() && none.identity.is_none());
+        let both = tls(&["--consul-cacert", ca, "--consul-client-cert", cert, "--consul-client-key", key]).unwrap();
+        assert_eq!(both.ca.as_ref().map(|ca| ca.certificates()), Some(1));
+        assert!(both.identity.is_some());
+        assert!(!format!("{both:?}").contains("PRIVATE KEY"), "the key never shows: {both:?}");
+
+        let err = tls(&["--consul-cacert", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(err.starts_with("--consul-cacert (CONSUL_CACERT): cannot read"), "{err}");
+        let err = tls(&["--consul-client-cert", cert]).unwrap_err();
+        assert!(err.starts_with("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key"), "{err}");
+        let err = tls(&["--consul-client-key", key]).unwrap_err();
+        assert!(err.starts_with("--consul-client-key (CONSUL_CLIENT_KEY) needs"), "{err}");
+        let err = tls(&["--consul-client-cert", key, "--consul-client-key", key]).unwrap_err();
+        assert!(err.starts_with("--consul-client-cert (CONSUL_CLIENT_CERT):"), "{err}");
+        let err = tls(&["--consul-client-cert", cert, "--consul-client-key", cert]).unwrap_err();
+        assert!(err.starts_with("--consul-client-key (CONSUL_CLIENT_KEY):"), "{err}");
+        // Checked even for a plain http:// address: a bad file is found before Consul moves to https.
+        let err = config(&["--consul", "127.0.0.1:8500", "--consul-cacert", "/nonexistent"], |_| None).unwrap_err();
+        assert!(err.starts_with("--consul-cacert"), "{err}");
+    }
+
+    #[test]
+    fn the_consul_client_builds_with_a_ca_and_an_identity() {
+        let pki = testkit::TestPki::new();
+        let tls = ConsulTls {
+            ca: Some(CaBundle::read(pki.ca_cert()).unwrap()),
+            identity: Some(ClientIdentity::read(pki.server_cert(), pki.server_key()).unwrap()),
+        };
+        let background = crate::Background::new();
+        let url = "https://127.0.0.1:1".parse().unwrap();
+        let built = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            crate::Discovery::consul(url, None, &tls, crate::metrics::Metrics::new(), &background).map(drop)
+        });
+        built.unwrap();
+    }
+
+    #[test]
     fn bad_values_are_rejected_naming_the_flag() {
         let err = flags(&["--store-timeout-ms", "soon"]).unwrap_err().to_string();
         assert!(err.contains("--store-timeout-ms"), "{err}");
