@@ -17,6 +17,9 @@ from collections import defaultdict
 RATIOS = {
     "web_get_vs_constant": ("web_get", "constant_get", (">=", 0.7)),
     "inc_vs_redis_incr": ("web_inc", "redis_incr", (">=", 0.7)),
+    # What TLS to Redis costs the services: the same service, Redis over TLS / plain TCP.
+    "web_get_redis_tls_vs_plain": ("web_get_tls", "web_get", None),
+    "inc_redis_tls_vs_plain": ("web_inc_tls", "web_inc", None),
     "gateway_get_vs_bare_traefik": ("gw_web_get", "gw_ceiling_bare", (">=", 0.85)),
     "gateway_inc_vs_bare_traefik": ("gw_web_inc", "gw_ceiling_bare", (">=", 0.8)),
     "gateway_ceiling_vs_bare_traefik": ("gw_ceiling_default", "gw_ceiling_bare", (">=", 0.9)),
@@ -131,7 +134,8 @@ def build(suite, runs, values):
     if r.has("flood_split_inc", "flood_all_inc"):
         out["ratios"]["flood_inc_p99_split_vs_all"] = r.ratio("flood_split_inc", "flood_all_inc", "p99")
     latency = {}
-    for name, key in [("web_get", "web_get"), ("web_inc", "web_inc"), ("lat_gw_web_get", "gateway_get_half_load"),
+    for name, key in [("web_get", "web_get"), ("web_inc", "web_inc"), ("web_get_tls", "web_get_redis_tls"),
+                      ("web_inc_tls", "web_inc_redis_tls"), ("lat_gw_web_get", "gateway_get_half_load"),
                       ("lat_direct_web_get", "direct_get_same_rate"),
                       ("lat_bare_constant", "bare_traefik_constant_same_rate"),
                       ("lat_nginx_constant", "nginx_constant_same_rate"),
@@ -204,6 +208,20 @@ def table(r, out):
         row("peak RSS web / web-inc", f"{rss['web']} MB / {rss['web_inc']} MB", f"<= {RSS_TARGET_MB:g} MB")
         inc = out["increments"]
         row("increments acknowledged / final count", f"{inc['acknowledged']} / {inc['final_count']}", "acked <= final")
+    if "web_get_redis_tls_vs_plain" in t:
+        w = lat["web_get_redis_tls"]
+        row("web GET /, Redis over TLS", f"{rps['web_get_tls']:,.0f} req/s (p50 {w['p50']} ms, p99 {w['p99']} ms)",
+            f"plain TCP: {rps['web_get']:,.0f} req/s")
+        ratio_row("web GET, Redis TLS / plain", "web_get_redis_tls_vs_plain")
+        w = lat["web_inc_redis_tls"]
+        row("web-inc /inc, Redis over TLS", f"{rps['web_inc_tls']:,.0f} req/s (p50 {w['p50']} ms, p99 {w['p99']} ms)",
+            f"plain TCP: {rps['web_inc']:,.0f} req/s")
+        ratio_row("web-inc /inc, Redis TLS / plain", "inc_redis_tls_vs_plain")
+        row("peak RSS web / web-inc, Redis over TLS", f"{rss['web_tls']} MB / {rss['web_inc_tls']} MB",
+            f"<= {RSS_TARGET_MB:g} MB")
+        inc = out["increments_tls"]
+        row("increments acknowledged / final count, Redis over TLS",
+            f"{inc['acknowledged']} / {inc['final_count']}", "acked <= final")
     if "gateway_ceiling_vs_bare_traefik" in t:
         row("constant server direct", f"{rps['direct_constant']:,.0f} req/s", "baseline")
         row("nginx (1 worker, keep-alive upstream) in front of it", f"{rps['gw_ceiling_nginx']:,.0f} req/s",

@@ -44,12 +44,14 @@ pub struct Application<S = RedisStore> {
 impl Application<RedisStore> {
     /// Binds `config.listen` and wires the Redis store to fixed endpoints or Consul.
     pub async fn build(config: &Config) -> anyhow::Result<Application<RedisStore>> {
+        // Both the Consul client and Redis over TLS need rustls's provider.
+        crate::tls::install_crypto_provider();
         let metrics = Metrics::new();
         let background = Background::new();
         let discovery = match &config.redis {
             RedisSource::Fixed(endpoints) => Discovery::fixed(endpoints.clone()),
-            RedisSource::Consul { url, token } => {
-                Discovery::consul(url.clone(), token.clone(), metrics.clone(), &background)
+            RedisSource::Consul { url, token, tls } => {
+                Discovery::consul(url.clone(), token.clone(), tls, metrics.clone(), &background)?
             }
         };
         let store_tunables = watch::Sender::new(config.reloadable.store());
@@ -58,6 +60,7 @@ impl Application<RedisStore> {
             read_lanes: config.read_lanes,
             write_lanes: config.write_lanes,
             credentials: config.credentials.clone(),
+            tls_ca: config.redis_tls.clone(),
             tunables: store_tunables.subscribe(),
         };
         let store = RedisStore::start(discovery, settings, metrics.clone(), &background);
@@ -139,6 +142,8 @@ impl<S: CountStore> Application<S> {
 /// The whole life of a service binary: config, telemetry, wiring, serve until
 /// SIGTERM or SIGINT. Exit 2 on bad config (from the parser), 1 on start-up failure.
 pub fn run(role: Role) -> ExitCode {
+    // Before anything builds a TLS client: ring's crypto, once per process.
+    crate::tls::install_crypto_provider();
     let config = Config::from_args(role);
     let service = config.role.name();
     let (_logs, log_filter) =

@@ -15,6 +15,7 @@ use http::HeaderValue;
 use crate::discovery::Endpoints;
 use crate::redis_store::RedisCredentials;
 use crate::reloadable::Reloadable;
+use crate::tls::{CaBundle, ClientIdentity};
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -57,6 +58,9 @@ pub struct Config {
     /// The Redis key holding the count.
     pub key: String,
     pub credentials: RedisCredentials,
+    /// `--redis-tls-ca`: every Redis connection uses TLS and verifies the server
+    /// against this CA and the IP address connected to; `None`: plain TCP.
+    pub redis_tls: Option<CaBundle>,
     /// The reloadable settings from flags, env and defaults. Every reload lays
     /// the runtime file over these, so a key deleted from it returns to its start value.
     pub reloadable_from_flags: Reloadable,
@@ -78,7 +82,18 @@ pub enum RedisSource {
     /// `--redis-primary` and `--redis-replicas`.
     Fixed(Endpoints),
     /// Followed in Consul's catalog.
-    Consul { url: reqwest::Url, token: Option<ConsulToken> },
+    Consul { url: reqwest::Url, token: Option<ConsulToken>, tls: ConsulTls },
+}
+
+/// How an `https://` Consul address is verified, and who the service is to it.
+#[derive(Clone, Debug, Default)]
+pub struct ConsulTls {
+    /// `CONSUL_CACERT`: the only CA trusted for Consul's certificate; `None`:
+    /// the system's roots.
+    pub ca: Option<CaBundle>,
+    /// `CONSUL_CLIENT_CERT` + `CONSUL_CLIENT_KEY`, for a Consul that verifies
+    /// incoming HTTPS clients.
+    pub identity: Option<ClientIdentity>,
 }
 
 /// A Consul ACL token, checked to be a valid header value and marked sensitive,
@@ -105,7 +120,7 @@ impl ConsulToken {
 #[command(
     version,
     about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
-    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file."
+    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it."
 )]
 struct Flags {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
@@ -132,6 +147,23 @@ struct Flags {
     /// start and again on SIGHUP (Nomad renders it from Consul KV); its values win
     #[arg(long, env = "COUNTER_RUNTIME_FILE", value_name = "FILE")]
     runtime_file: Option<PathBuf>,
+
+    /// PEM CA bundle: connect to Redis over TLS, verifying each server's certificate against it and the IP
+    /// connected to (unset: plain TCP)
+    #[arg(long, env = "COUNTER_REDIS_TLS_CA", value_name = "FILE")]
+    redis_tls_ca: Option<PathBuf>,
+
+    /// PEM CA bundle that an https:// Consul address is verified against (unset: the system's roots)
+    #[arg(long, env = "CONSUL_CACERT", value_name = "FILE")]
+    consul_cacert: Option<PathBuf>,
+
+    /// PEM client certificate for a Consul that verifies HTTPS clients (with --consul-client-key)
+    #[arg(long, env = "CONSUL_CLIENT_CERT", value_name = "FILE")]
+    consul_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --consul-client-cert
+    #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "FILE")]
+    consul_client_key: Option<PathBuf>,
 
     /// Redis ACL user to authenticate as (the password comes from COUNTER_REDIS_PASSWORD only)
     #[arg(long, env = "COUNTER_REDIS_USERNAME", value_name = "USER")]
@@ -202,6 +234,12 @@ impl Config {
             None => listen_from_nomad(role, &env).map_err(invalid)?,
         };
         let consul_token = consul_token_from(&env).map_err(invalid)?;
+        let redis_tls = match non_empty(flags.redis_tls_ca) {
+            Some(path) => Some(CaBundle::read(&path).map_err(|e| invalid(format!("--redis-tls-ca: {e}")))?),
+            None => None,
+        };
+        let consul_tls =
+            consul_tls_from(flags.consul_cacert, flags.consul_client_cert, flags.consul_client_key).map_err(invalid)?;
         let reloadable = match &flags.runtime_file {
             Some(path) => flags.reloadable.overlaid_with(path).map_err(invalid)?,
             None => flags.reloadable.clone(),
@@ -210,7 +248,7 @@ impl Config {
             (Some(primary), _) => {
                 RedisSource::Fixed(Endpoints { primary: Some(primary), replicas: flags.redis_replicas })
             }
-            (None, Some(url)) => RedisSource::Consul { url, token: consul_token },
+            (None, Some(url)) => RedisSource::Consul { url, token: consul_token, tls: consul_tls },
             (None, None) => {
                 return Err((
                     ErrorKind::MissingRequiredArgument,
@@ -228,6 +266,7 @@ impl Config {
                 username: flags.redis_username,
                 password: env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()),
             },
+            redis_tls,
             reloadable_from_flags: flags.reloadable,
             reloadable,
             runtime_file: flags.runtime_file,
@@ -277,6 +316,35 @@ fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<Cons
         }
     };
     ConsulToken::parse(token.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
+}
+
+/// An empty path (`COUNTER_REDIS_TLS_CA=` in an env file) is no path.
+fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.filter(|p| !p.as_os_str().is_empty())
+}
+
+/// `--consul-cacert` and the client identity, read and checked now, even when
+/// the address is plain http (where they go unused), so a bad file is found at
+/// start rather than when Consul moves to https.
+fn consul_tls_from(
+    cacert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+) -> Result<ConsulTls, String> {
+    let ca = match non_empty(cacert) {
+        Some(path) => Some(CaBundle::read(&path).map_err(|e| format!("--consul-cacert (CONSUL_CACERT): {e}"))?),
+        None => None,
+    };
+    let identity = match (non_empty(client_cert), non_empty(client_key)) {
+        (Some(cert), Some(key)) => Some(ClientIdentity::read(&cert, &key).map_err(|(which, e)| match which {
+            "cert" => format!("--consul-client-cert (CONSUL_CLIENT_CERT): {e}"),
+            _ => format!("--consul-client-key (CONSUL_CLIENT_KEY): {e}"),
+        })?),
+        (None, None) => None,
+        (Some(_), None) => return Err("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key".into()),
+        (None, Some(_)) => return Err("--consul-client-key (CONSUL_CLIENT_KEY) needs --consul-client-cert".into()),
+    };
+    Ok(ConsulTls { ca, identity })
 }
 
 /// The environment variable holding the Redis password (never a flag).
@@ -378,6 +446,71 @@ mod tests {
     fn consul_address_may_omit_the_scheme() {
         assert_eq!(parse_consul_url("127.0.0.1:8500").unwrap().as_str(), "http://127.0.0.1:8500/");
         assert!(parse_consul_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn redis_tls_reads_the_ca_at_start_and_names_the_flag_when_it_is_bad() {
+        let pki = testkit::TestPki::new();
+        let fixed = ["--redis-primary", "127.0.0.1:6379"];
+        let with = |extra: &[&str]| config(&[&fixed[..], extra].concat(), |_| None);
+        assert!(with(&[]).unwrap().redis_tls.is_none(), "no flag: plain TCP");
+        let err = flags(&["--redis-tls-ca", ""]).unwrap_err().to_string();
+        assert!(err.contains("--redis-tls-ca"), "{err}");
+        let c = with(&["--redis-tls-ca", pki.ca_arg()]).unwrap();
+        assert_eq!(c.redis_tls.as_ref().map(|ca| ca.certificates()), Some(1), "{c:?}");
+        let err = with(&["--redis-tls-ca", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(err.starts_with("--redis-tls-ca: cannot read /nonexistent/ca.pem"), "{err}");
+        // A key is not a CA bundle.
+        let err = with(&["--redis-tls-ca", pki.server_key().to_str().unwrap()]).unwrap_err();
+        assert!(err.starts_with("--redis-tls-ca:") && err.contains("no PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn consul_tls_files_are_checked_at_start_and_named_when_bad() {
+        let pki = testkit::TestPki::new();
+        let (ca, cert, key) = (pki.ca_arg(), pki.server_cert().to_str().unwrap(), pki.server_key().to_str().unwrap());
+        let consul = ["--consul", "https://127.0.0.1:8501"];
+        let tls = |extra: &[&str]| {
+            config(&[&consul[..], extra].concat(), |_| None).map(|c| match c.redis {
+                RedisSource::Consul { tls, .. } => tls,
+                other => panic!("{other:?}"),
+            })
+        };
+        let none = tls(&[]).unwrap();
+        assert!(none.ca.is_none() && none.identity.is_none());
+        let both = tls(&["--consul-cacert", ca, "--consul-client-cert", cert, "--consul-client-key", key]).unwrap();
+        assert_eq!(both.ca.as_ref().map(|ca| ca.certificates()), Some(1));
+        assert!(both.identity.is_some());
+        assert!(!format!("{both:?}").contains("PRIVATE KEY"), "the key never shows: {both:?}");
+
+        let err = tls(&["--consul-cacert", "/nonexistent/ca.pem"]).unwrap_err();
+        assert!(err.starts_with("--consul-cacert (CONSUL_CACERT): cannot read"), "{err}");
+        let err = tls(&["--consul-client-cert", cert]).unwrap_err();
+        assert!(err.starts_with("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key"), "{err}");
+        let err = tls(&["--consul-client-key", key]).unwrap_err();
+        assert!(err.starts_with("--consul-client-key (CONSUL_CLIENT_KEY) needs"), "{err}");
+        let err = tls(&["--consul-client-cert", key, "--consul-client-key", key]).unwrap_err();
+        assert!(err.starts_with("--consul-client-cert (CONSUL_CLIENT_CERT):"), "{err}");
+        let err = tls(&["--consul-client-cert", cert, "--consul-client-key", cert]).unwrap_err();
+        assert!(err.starts_with("--consul-client-key (CONSUL_CLIENT_KEY):"), "{err}");
+        // Checked even for a plain http:// address: a bad file is found before Consul moves to https.
+        let err = config(&["--consul", "127.0.0.1:8500", "--consul-cacert", "/nonexistent"], |_| None).unwrap_err();
+        assert!(err.starts_with("--consul-cacert"), "{err}");
+    }
+
+    #[test]
+    fn the_consul_client_builds_with_a_ca_and_an_identity() {
+        let pki = testkit::TestPki::new();
+        let tls = ConsulTls {
+            ca: Some(CaBundle::read(pki.ca_cert()).unwrap()),
+            identity: Some(ClientIdentity::read(pki.server_cert(), pki.server_key()).unwrap()),
+        };
+        let background = crate::Background::new();
+        let url = "https://127.0.0.1:1".parse().unwrap();
+        let built = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+            crate::Discovery::consul(url, None, &tls, crate::metrics::Metrics::new(), &background).map(drop)
+        });
+        built.unwrap();
     }
 
     #[test]

@@ -6,13 +6,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use anyhow::Context;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::background::Background;
-use crate::config::ConsulToken;
+use crate::config::{ConsulTls, ConsulToken};
 use crate::metrics::Metrics;
 
 /// Consul service names; the role checks behind them live in `consul/`.
@@ -41,25 +42,21 @@ impl Discovery {
     }
 
     /// Follows both services in Consul from tasks of `background`, which end when
-    /// it stops. `token` is the Consul ACL token, sent on every query.
+    /// it stops. `token` is the Consul ACL token, sent on every query; `tls` says
+    /// how an https:// address is verified. Fails only if the TLS client cannot be built.
     pub fn consul(
         base: reqwest::Url,
         token: Option<ConsulToken>,
+        tls: &ConsulTls,
         metrics: Metrics,
         background: &Background,
-    ) -> Discovery {
+    ) -> anyhow::Result<Discovery> {
         let tx = watch::Sender::new(Endpoints::default());
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             headers.insert("x-consul-token", token.header_value().clone());
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            // A blocking query holds the request for up to WAIT; add room for Consul's jitter.
-            .timeout(BLOCKING_WAIT + Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("a client without TLS always builds");
+        let client = consul_client(headers, tls)?;
         for service in [PRIMARY_SERVICE, REPLICA_SERVICE] {
             let watcher = Watcher {
                 client: client.clone(),
@@ -70,12 +67,35 @@ impl Discovery {
             };
             background.spawn(watcher.run(background.shutdown()));
         }
-        Discovery { tx }
+        Ok(Discovery { tx })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Endpoints> {
         self.tx.subscribe()
     }
+}
+
+/// The HTTP(S) client for Consul: one for the life of the process, its
+/// connections kept alive between blocking queries (one TLS handshake each).
+fn consul_client(headers: reqwest::header::HeaderMap, tls: &ConsulTls) -> anyhow::Result<reqwest::Client> {
+    crate::tls::install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .default_headers(headers)
+        // A blocking query holds the request for up to WAIT; add room for Consul's jitter.
+        .timeout(BLOCKING_WAIT + Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(2));
+    if let Some(ca) = &tls.ca {
+        let roots = reqwest::Certificate::from_pem_bundle(ca.pem())
+            .with_context(|| format!("--consul-cacert (CONSUL_CACERT): {}", ca.path().display()))?;
+        // Only this CA: not the system's roots as well.
+        builder = builder.tls_certs_only(roots);
+    }
+    if let Some(identity) = &tls.identity {
+        let identity = reqwest::Identity::from_pem(identity.pem())
+            .context("--consul-client-cert / --consul-client-key (CONSUL_CLIENT_CERT / CONSUL_CLIENT_KEY)")?;
+        builder = builder.identity(identity);
+    }
+    builder.build().context("building the Consul HTTP client")
 }
 
 /// How long Consul may hold one blocking query open before answering "no change".

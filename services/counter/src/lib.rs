@@ -34,6 +34,7 @@ pub mod reload;
 pub mod reloadable;
 pub mod runtime_file;
 pub mod telemetry;
+pub mod tls;
 
 pub use app::{Application, run};
 pub use background::Background;

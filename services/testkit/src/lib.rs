@@ -6,10 +6,12 @@
 //! - [`redis`]: a primary or replica `redis-server`, with stop/pause/resume.
 //! - [`consul`]: a Consul dev agent and service (de)registration.
 //! - [`process`]: a service binary started with flags, waited for, signalled.
+//! - [`tls`]: a throwaway CA and a server certificate for 127.0.0.1.
 
 pub mod consul;
 pub mod process;
 pub mod redis;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant};
 pub use consul::ConsulAgent;
 pub use process::ServiceProcess;
 pub use redis::RedisServer;
+pub use tls::TestPki;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::tls::TestPki;
 use crate::{free_port, scratch_dir, signal, wait_for};
 
 pub struct RedisServer {
@@ -12,6 +13,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// The admin user `cli` speaks as on a server with ACLs.
     admin_password: Option<String>,
+    /// TLS only: the CA `cli` verifies the server against (a copy in `dir`).
+    tls_ca: Option<PathBuf>,
 }
 
 /// The admin user every ACL test server gets, so the harness can still look inside.
@@ -30,7 +33,31 @@ impl RedisServer {
         let dir = scratch_dir("redis-acl");
         let file = dir.join("users.acl");
         std::fs::write(&file, format!("{acl}\n{ACL_ADMIN}\n")).unwrap();
-        RedisServer::start_in(dir.clone(), &["--aclfile", file.to_str().unwrap()], Some(ADMIN_PASSWORD.into()))
+        RedisServer::start_in(dir.clone(), &["--aclfile", file.to_str().unwrap()], Some(ADMIN_PASSWORD.into()), None)
+    }
+
+    /// A primary that speaks TLS only (`port 0`, `tls-port`), with `pki`'s
+    /// server certificate for 127.0.0.1; clients may present no certificate
+    /// (`tls-auth-clients optional`), as in the cluster.
+    pub fn primary_tls(pki: &TestPki) -> RedisServer {
+        RedisServer::start_in(scratch_dir("redis-tls"), &[], None, Some(pki))
+    }
+
+    /// A TLS-only replica of the TLS primary `primary`, replicating over TLS
+    /// (`tls-replication yes`), returned once synced.
+    pub fn replica_tls_of(primary: &RedisServer, pki: &TestPki) -> RedisServer {
+        let port = primary.port.to_string();
+        let args = ["--replicaof", "127.0.0.1", &port, "--tls-replication", "yes"];
+        let replica = RedisServer::start_in(scratch_dir("redis-tls"), &args, None, Some(pki));
+        replica.wait_synced(primary);
+        replica
+    }
+
+    /// A TLS primary and one synced TLS replica of it, both with `pki`'s certificate.
+    pub fn pair_tls(pki: &TestPki) -> (RedisServer, RedisServer) {
+        let primary = RedisServer::primary_tls(pki);
+        let replica = RedisServer::replica_tls_of(&primary, pki);
+        (primary, replica)
     }
 
     /// A replica of `primary` with the same users, replicating as `user`, once synced.
@@ -42,7 +69,7 @@ impl RedisServer {
         let args = ["--aclfile", file.to_str().unwrap(), "--replicaof", "127.0.0.1", &port];
         let mut args: Vec<&str> = args.to_vec();
         args.extend(["--masteruser", user, "--masterauth", password]);
-        let replica = RedisServer::start_in(dir.clone(), &args, Some(ADMIN_PASSWORD.into()));
+        let replica = RedisServer::start_in(dir.clone(), &args, Some(ADMIN_PASSWORD.into()), None);
         replica.wait_synced(primary);
         replica
     }
@@ -79,16 +106,31 @@ impl RedisServer {
     }
 
     fn start(extra: &[&str]) -> RedisServer {
-        RedisServer::start_in(scratch_dir("redis"), extra, None)
+        RedisServer::start_in(scratch_dir("redis"), extra, None, None)
     }
 
-    fn start_in(dir: PathBuf, extra: &[&str], admin_password: Option<String>) -> RedisServer {
+    fn start_in(dir: PathBuf, extra: &[&str], admin_password: Option<String>, tls: Option<&TestPki>) -> RedisServer {
         let port = free_port();
         let mut args: Vec<String> =
-            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"].iter().map(|s| s.to_string()).collect();
+        let mut tls_ca = None;
+        match tls {
+            None => args.extend(["--port".into(), port.to_string()]),
+            Some(pki) => {
+                // Copies in the server's own dir: it outlives the PKI's files.
+                let copy = |from: &std::path::Path, name: &str| {
+                    let to = dir.join(name);
+                    std::fs::copy(from, &to).expect("copying a TLS file");
+                    to.display().to_string()
+                };
+                let ca = copy(pki.ca_cert(), "ca.pem");
+                args.extend(["--port".into(), "0".into(), "--tls-port".into(), port.to_string()]);
+                args.extend(["--tls-cert-file".into(), copy(pki.server_cert(), "server.pem")]);
+                args.extend(["--tls-key-file".into(), copy(pki.server_key(), "server.key")]);
+                args.extend(["--tls-ca-cert-file".into(), ca.clone(), "--tls-auth-clients".into(), "optional".into()]);
+                tls_ca = Some(PathBuf::from(ca));
+            }
+        }
         args.extend(["--dir".into(), dir.display().to_string()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("redis-server")
@@ -97,7 +139,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server not found: run scripts/install (Debian package redis-server)");
-        let server = RedisServer { port, child: Some(child), dir, admin_password };
+        let server = RedisServer { port, child: Some(child), dir, admin_password, tls_ca };
         wait_for("redis-server to answer PING", Duration::from_secs(10), || server.cli(&["PING"]) == "PONG");
         server
     }
@@ -114,6 +156,9 @@ impl RedisServer {
     pub fn cli(&self, args: &[&str]) -> String {
         let mut command = Command::new("redis-cli");
         command.args(["-p", &self.port.to_string(), "--no-raw", "--no-auth-warning"]);
+        if let Some(ca) = &self.tls_ca {
+            command.arg("--tls").arg("--cacert").arg(ca);
+        }
         if let Some(password) = &self.admin_password {
             command.args(["--user", "admin"]).env("REDISCLI_AUTH", password);
         }
@@ -125,6 +170,9 @@ impl RedisServer {
     pub fn cli_as(&self, user: Option<(&str, &str)>, args: &[&str]) -> String {
         let mut command = Command::new("redis-cli");
         command.args(["-p", &self.port.to_string(), "--no-raw", "--no-auth-warning"]);
+        if let Some(ca) = &self.tls_ca {
+            command.arg("--tls").arg("--cacert").arg(ca);
+        }
         if let Some((user, password)) = user {
             command.args(["--user", user]).env("REDISCLI_AUTH", password);
         }

@@ -42,6 +42,8 @@ async fn increments_as_the_web_inc_user_and_is_refused_as_web() {
     let acl = counter_acl();
     let primary = RedisServer::primary_with_acl(&acl);
     let replica = RedisServer::replica_with_acl(&primary, &acl, "replication", password("replication"));
+    // reqwest is built with rustls and no crypto provider of its own.
+    counter::tls::install_crypto_provider();
     let client = reqwest::Client::new();
 
     let (child, port) = start(&primary, "web-inc");

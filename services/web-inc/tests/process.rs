@@ -15,6 +15,8 @@ async fn sigterm_lets_in_flight_increments_finish_refuses_new_connections_and_ex
         Path::new(BIN),
         &["--redis-primary", &primary.addr(), "--wait-timeout-ms", "5000", "--drain-timeout", "8"],
     );
+    // reqwest is built with rustls and no crypto provider of its own.
+    counter::tls::install_crypto_provider();
     let client = reqwest::Client::new();
     let url = service.url("/inc");
     assert_eq!(client.post(&url).send().await.unwrap().text().await.unwrap(), "1\n");

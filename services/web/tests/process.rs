@@ -162,6 +162,49 @@ fn a_bad_runtime_file_at_start_exits_2_naming_the_key() {
 }
 
 #[test]
+fn an_invalid_redis_tls_ca_exits_2_naming_the_flag() {
+    let dir = scratch_dir("web-tls-bad");
+    let not_a_ca = dir.join("ca.pem");
+    std::fs::write(&not_a_ca, "not a certificate\n").unwrap();
+    for (how, env) in [("flag", false), ("COUNTER_REDIS_TLS_CA", true)] {
+        let mut command = Command::new(BIN);
+        command.args(["--redis-primary", "127.0.0.1:1"]).env_remove("CONSUL_HTTP_ADDR");
+        if env {
+            command.env("COUNTER_REDIS_TLS_CA", &not_a_ca);
+        } else {
+            command.arg("--redis-tls-ca").arg(&not_a_ca);
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{how}: {stderr}");
+        assert!(stderr.contains("--redis-tls-ca"), "{how}: {stderr}");
+    }
+    let out = Command::new(BIN)
+        .args(["--redis-primary", "127.0.0.1:1", "--redis-tls-ca", "/nonexistent/ca.pem"])
+        .env_remove("CONSUL_HTTP_ADDR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--redis-tls-ca: cannot read /nonexistent/ca.pem"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn serves_over_tls_to_redis_as_a_process() {
+    let pki = testkit::TestPki::new();
+    let (primary, replica) = RedisServer::pair_tls(&pki);
+    primary.cli(&["SET", "counter", "41"]);
+    replica.wait_for_value("counter", "41");
+    let web = testkit::ServiceProcess::start(
+        Path::new(BIN),
+        &["--redis-primary", &primary.addr(), "--redis-replicas", &replica.addr(), "--redis-tls-ca", pki.ca_arg()],
+    );
+    let body = Command::new("curl").args(["-s", &web.url("/")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "41\n");
+}
+
+#[test]
 fn at_info_it_logs_traced_and_failed_requests_not_every_success() {
     let primary = RedisServer::primary();
     let port = free_port();

@@ -18,6 +18,7 @@ use crate::breaker::BreakerSettings;
 use crate::discovery::{Discovery, Endpoints};
 use crate::logic::{Count, CountStore, Side, StoreError};
 use crate::metrics::Metrics;
+use crate::tls::CaBundle;
 use nodes::Nodes;
 use queue::Queue;
 
@@ -31,6 +32,8 @@ pub struct StoreSettings {
     /// Write batches in flight at once (each on its own connection).
     pub write_lanes: usize,
     pub credentials: RedisCredentials,
+    /// TLS to every node, verified against this CA; `None`: plain TCP.
+    pub tls_ca: Option<CaBundle>,
     /// The reloadable settings, current value first (SIGHUP sends new ones).
     pub tunables: watch::Receiver<StoreTunables>,
 }
@@ -113,7 +116,12 @@ impl RedisStore {
         metrics: Metrics,
         background: &Background,
     ) -> RedisStore {
-        let nodes = Nodes::new(settings.credentials.clone(), settings.tunables.clone(), metrics.clone());
+        let nodes = Nodes::new(
+            settings.credentials.clone(),
+            settings.tls_ca.as_ref(),
+            settings.tunables.clone(),
+            metrics.clone(),
+        );
         let shared = Arc::new(Shared {
             endpoints: discovery.subscribe(),
             _discovery: discovery,

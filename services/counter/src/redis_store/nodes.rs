@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError};
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, TlsCertificates};
 use tokio::sync::watch;
 use tracing::warn;
 
@@ -17,6 +17,7 @@ use crate::breaker::{Breaker, BreakerSettings};
 use crate::logic::StoreError;
 use crate::metrics::Metrics;
 use crate::redis_store::{RedisCredentials, StoreTunables};
+use crate::tls::CaBundle;
 
 /// Why one call to one node failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,9 @@ pub(crate) struct Nodes {
     shared: Mutex<HashMap<SocketAddr, MultiplexedConnection>>,
     breakers: Mutex<HashMap<SocketAddr, Arc<Breaker>>>,
     credentials: RedisCredentials,
+    /// The CA every TLS connection verifies the server against (no client
+    /// certificate: the ACL user authenticates); `None`: plain TCP.
+    tls: Option<TlsCertificates>,
     /// Breaker thresholds and the connect budget, as reloaded.
     tunables: watch::Receiver<StoreTunables>,
     metrics: Metrics,
@@ -83,10 +87,12 @@ pub(crate) struct Nodes {
 impl Nodes {
     pub(crate) fn new(
         credentials: RedisCredentials,
+        tls_ca: Option<&CaBundle>,
         tunables: watch::Receiver<StoreTunables>,
         metrics: Metrics,
     ) -> Nodes {
-        Nodes { shared: Mutex::default(), breakers: Mutex::default(), credentials, tunables, metrics }
+        let tls = tls_ca.map(|ca| TlsCertificates { client_tls: None, root_cert: Some(ca.pem().to_vec()) });
+        Nodes { shared: Mutex::default(), breakers: Mutex::default(), credentials, tls, tunables, metrics }
     }
 
     /// The endpoint's breaker, carrying the thresholds in force now.
@@ -99,8 +105,12 @@ impl Nodes {
     }
 
     /// Opens a connection of its own (a writer lane needs one: `WAIT` blocks it).
+    /// With TLS, the handshake happens here, once per connection: the shared
+    /// connections and each writer's are kept until they fail.
     pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
-        let info = format!("redis://{addr}/").into_connection_info()?;
+        // rediss://<ip>: the certificate must name this IP (an IP SAN).
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{addr}/").into_connection_info()?;
         // CLIENT SETINFO is skipped: a least-privilege ACL user may not run it.
         let mut redis = info.redis_settings().clone().set_skip_set_lib_name();
         if let Some(username) = &self.credentials.username {
@@ -109,7 +119,11 @@ impl Nodes {
         if let Some(password) = &self.credentials.password {
             redis = redis.set_password(password);
         }
-        let client = Client::open(info.set_redis_settings(redis))?;
+        let info = info.set_redis_settings(redis);
+        let client = match &self.tls {
+            Some(certificates) => Client::build_with_tls(info, certificates.clone())?,
+            None => Client::open(info)?,
+        };
         let connect_timeout = self.tunables.borrow().attempt_timeout();
         // No response timeout of the client's own: each call carries ours, and a
         // writer's WAIT legitimately outlasts the client's default.

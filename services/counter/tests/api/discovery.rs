@@ -13,7 +13,9 @@ async fn discovery_follows_a_change_of_redis_primary_within_two_seconds() {
     let consul = blocking(ConsulAgent::dev).await;
     consul.register("redis-primary", "primary-a", 7001);
     let background = Background::new();
-    let discovery = Discovery::consul(consul.url().parse().unwrap(), None, Metrics::new(), &background);
+    let discovery =
+        Discovery::consul(consul.url().parse().unwrap(), None, &Default::default(), Metrics::new(), &background)
+            .unwrap();
     let mut endpoints = discovery.subscribe();
     let a: SocketAddr = "127.0.0.1:7001".parse().unwrap();
     let b: SocketAddr = "127.0.0.1:7002".parse().unwrap();

@@ -41,6 +41,8 @@ pub async fn spawn_service(role: Role, primary: &RedisServer, replicas: &[&Redis
 }
 
 pub fn client() -> reqwest::Client {
+    // reqwest is built with rustls and no crypto provider of its own.
+    counter::tls::install_crypto_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 

@@ -7,3 +7,4 @@ mod helpers;
 mod hostile;
 mod shutdown;
 mod store;
+mod tls;
