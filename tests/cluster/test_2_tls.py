@@ -7,10 +7,11 @@ API answers only on each machine's loopback."""
 import socket
 import ssl
 import subprocess
+import urllib.error
 
 import pytest
 
-from cluster import CA, http, tls_context
+from cluster import CA, TLS, http, tls_context
 
 # The first byte of a connection to an RPC port says what follows; this one
 # says "TLS". Consul: pool.RPCTLS; Nomad: pool.RpcTLS.
@@ -93,9 +94,8 @@ def stays_open(s):
         s.close()
 
 
-def cli_cert():
-    from cluster import TLS
-    return TLS / "cli.pem", TLS / "cli-key.pem"
+def cert(stem):
+    return TLS / f"{stem}.pem", TLS / f"{stem}-key.pem"
 
 
 @pytest.mark.parametrize("port,plain,tls", [(CONSUL_RPC, CONSUL_RPC_PLAIN, CONSUL_RPC_TLS),
@@ -110,8 +110,16 @@ def test_rpc_is_mutual_tls_with_the_clusters_ca_only(cluster, other_ca, port, pl
     assert refused_after_handshake(no_cert), f"{addr}:{port} accepted TLS without a client certificate"
     foreign = tls_session(addr, port, tls, cert=other_ca)
     assert refused_after_handshake(foreign), f"{addr}:{port} accepted a certificate from another CA"
-    # The positive control: the cluster's own client certificate is let in.
-    assert stays_open(tls_session(addr, port, tls, cert=cli_cert())), f"{addr}:{port} refused the cluster's CA"
+    # The positive control: an agent's certificate from the cluster's CA is
+    # let in (Nomad's RPC also wants an agent's name, client.global.nomad or
+    # server.global.nomad, so the operators' cli.pem is not enough there).
+    agent = cert(f"{cluster.hosts[-1]}-{'consul' if port == CONSUL_RPC else 'nomad'}")
+    assert stays_open(tls_session(addr, port, tls, cert=agent)), f"{addr}:{port} refused the cluster's CA"
+
+
+def test_nomad_rpc_refuses_a_certificate_that_names_no_agent(cluster):
+    addr = cluster.addr[cluster.servers[0]]
+    assert refused_after_handshake(tls_session(addr, NOMAD_RPC, NOMAD_RPC_TLS, cert=cert("cli")))
 
 
 def test_consul_http_is_loopback_only_and_https_elsewhere(cluster):
@@ -168,7 +176,8 @@ def test_the_gateway_serves_https_with_the_clusters_certificate(cluster):
         assert status == 200 and body.strip().isdigit(), (host, status, body[:200])
         status, _ = http(url + "/metrics")
         assert status == 404, f"{host}: /metrics reachable over HTTPS ({status})"
-        with pytest.raises(ssl.SSLCertVerificationError):
+        # The system's CAs do not know the cluster's.
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
             http(url + "/", context=ssl.create_default_context())
     before = int(http(f"https://{cluster.addr[cluster.hosts[0]]}:8443/", headers={"Accept": "text/plain"})[1])
     status, _ = http(f"https://{cluster.addr[cluster.hosts[1]]}:8443/inc", method="POST")
