@@ -8,11 +8,10 @@
 
 CLUSTER_INVENTORY=${CLUSTER_STATE:-$COUNTER_CACHE/cluster}/inventory.yml
 
-# nomad_answers <addr> [curl args...]: succeeds when a Nomad agent answers there.
+# nomad_answers <addr>: succeeds when a Nomad agent answers there (HTTPS
+# verified against NOMAD_CACERT when set).
 nomad_answers() {
-  local addr=$1
-  shift
-  curl -s -o /dev/null --max-time 2 "$@" "$addr/v1/status/leader"
+  curl -s -o /dev/null --max-time 2 ${NOMAD_CACERT:+--cacert "$NOMAD_CACERT"} "$1/v1/status/leader"
 }
 
 # inventory_servers <inventory>: the servers' addresses, one a line.
@@ -54,7 +53,7 @@ select_target() {
   export NOMAD_CACERT=$SECRETS_DIR/tls/ca.pem CONSUL_CACERT=$SECRETS_DIR/tls/ca.pem
   for s in $(inventory_servers "$inventory"); do
     [[ -n $server ]] || server=$s
-    if nomad_answers "https://$s:4646" --cacert "$NOMAD_CACERT"; then
+    if nomad_answers "https://$s:4646"; then
       server=$s
       break
     fi

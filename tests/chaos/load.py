@@ -8,7 +8,11 @@ accepted as targets.
 
 Prints one JSON object on stdout:
   {"acked": [values...], "attempted_inc": n, "get_ok": n, "get_errors": n,
-   "inc_errors": n, "first_error_at": s|null, "last_error_at": s|null}
+   "inc_errors": n, "first_error_at": s|null, "last_error_at": s|null,
+   "write_gap_s": s, "read_gap_s": s}
+write_gap_s (read_gap_s) is the longest time in which no increment (no read)
+succeeded: how long writes (reads) were out, measured by the load itself to
+the millisecond, whatever the fault's own bookkeeping costs.
 """
 
 import argparse
@@ -41,6 +45,9 @@ class Results:
         self.get_ok = self.get_errors = self.inc_errors = 0
         self.error_times = []
         self.error_kinds = {}
+        # Times (since start) of successful increments and reads.
+        self.inc_ok_times = []
+        self.get_ok_times = []
 
     def error(self, started, kind):
         self.error_times.append(time.monotonic() - started)
@@ -79,16 +86,24 @@ def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_f
                 results.attempted_inc += 1
                 if ok:
                     results.acked.append(int(body))
+                    results.inc_ok_times.append(time.monotonic() - started)
                 else:
                     results.inc_errors += 1
                     results.error(started, kind)
             elif ok:
                 results.get_ok += 1
+                results.get_ok_times.append(time.monotonic() - started)
             else:
                 results.get_errors += 1
                 results.error(started, kind)
         if not ok:
             time.sleep(0.05)  # a failing target is not hammered
+
+
+def longest_gap(times, end):
+    """The longest stretch of [0, end] without a success."""
+    marks = [0.0, *sorted(times), end]
+    return round(max(b - a for a, b in zip(marks, marks[1:])), 3)
 
 
 def main():
@@ -114,11 +129,14 @@ def main():
     for t in threads:
         t.join(duration + 30)
     times = results.error_times
+    ended = time.monotonic() - started
     print(json.dumps({
         "acked": results.acked, "attempted_inc": results.attempted_inc,
         "get_ok": results.get_ok, "get_errors": results.get_errors, "inc_errors": results.inc_errors,
         "error_kinds": results.error_kinds,
         "first_error_at": min(times) if times else None, "last_error_at": max(times) if times else None,
+        "write_gap_s": longest_gap(results.inc_ok_times, ended),
+        "read_gap_s": longest_gap(results.get_ok_times, ended),
     }))
 
 

@@ -36,3 +36,17 @@ def test_the_runners_own_probe_increments_count_as_attempts():
     assert problems == []
     _, problems = verdict("x", load, 10, 13, 1.0, probes=0)
     assert problems
+
+
+def test_the_loads_outage_measures_are_reported_when_present():
+    load = {"acked": [1, 2], "attempted_inc": 2, "get_errors": 0, "inc_errors": 0,
+            "write_gap_s": 2.345, "read_gap_s": 0.1}
+    line, _ = verdict("x", load, 0, 2, 1.0)
+    assert line.endswith("write_gap_s=2.3 read_gap_s=0.1"), line
+
+
+def test_the_longest_gap_counts_the_start_and_the_end():
+    from load import longest_gap
+    assert longest_gap([1.0, 1.5, 4.0], 5.0) == 2.5
+    assert longest_gap([], 3.0) == 3.0
+    assert longest_gap([0.2, 2.9], 3.0) == 2.7

@@ -26,6 +26,9 @@ def verdict(scenario, load, initial, final, recovery_s, probes=0):
         problems.append(f"final count grew by {final - initial}, more than the {attempted} attempted")
     line = (f"chaos {scenario}: acked={len(acked)} attempted={attempted} final={final} lost={lost} "
             f"get_errors={load['get_errors']} inc_errors={load['inc_errors']} recovery_s={recovery_s:.1f}")
+    # The load's own measure of the outages (absent from older results).
+    if "write_gap_s" in load:
+        line += f" write_gap_s={load['write_gap_s']:.1f} read_gap_s={load['read_gap_s']:.1f}"
     return line, problems
 
 
