@@ -58,8 +58,10 @@ impl TestApp {
     /// The body of a successful text answer, as a number.
     pub async fn count_at(&self, path: &str) -> i64 {
         let response = self.get(path).await;
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.text().await.unwrap().trim().parse().expect("a decimal count")
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body.trim().parse().expect("a decimal count")
     }
 }
 
