@@ -23,6 +23,12 @@ variable "traefik_config" {
   default     = "traefik/traefik.yml"
 }
 
+variable "task_user" {
+  type        = string
+  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
+  default     = "counter"
+}
+
 job "traefik" {
   type = "system"
 
@@ -58,6 +64,8 @@ job "traefik" {
 
     task "traefik" {
       driver = "raw_exec"
+      # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
+      user   = var.task_user
 
       config {
         command = var.traefik_binary
@@ -94,7 +102,17 @@ job "traefik" {
       # traefik.yml; scripts/bench gives its Traefik this job's env too.
       env {
         GOGC = "400"
+        # Locally traefik/traefik.yml names no Consul token: Traefik's Consul
+        # client then reads this file, the token of the task's workload
+        # identity (the consul block below; role nomad-tasks-traefik, which
+        # locally includes the read-only catalog policy). In the cluster the
+        # token in cluster/traefik.yml comes first.
+        CONSUL_HTTP_TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token"
       }
+
+      # A workload identity for Consul: Nomad logs in to the auth method
+      # nomad-workloads with it and writes the token to secrets/consul_token.
+      consul {}
 
       kill_signal  = "SIGTERM"
       kill_timeout = "10s"

@@ -56,6 +56,12 @@ variable "release" {
   default     = "initial"
 }
 
+variable "task_user" {
+  type        = string
+  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
+  default     = "counter"
+}
+
 job "web-inc" {
   meta {
     release = var.release
@@ -133,6 +139,8 @@ job "web-inc" {
 
     task "web-inc" {
       driver = "raw_exec"
+      # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
+      user   = var.task_user
 
       artifact {
         source      = "${var.artifact_url}/${var.version}/web-inc.tar.gz"
@@ -172,6 +180,12 @@ job "web-inc" {
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
+        # Locally (secrets = false) the Consul token is the one this task's
+        # workload identity logged in for (the consul block below; role
+        # nomad-tasks-<job>: redis discovery and its KV), which Nomad writes
+        # to the secrets dir. In the cluster CONSUL_HTTP_TOKEN from the
+        # Nomad Variable comes first.
+        CONSUL_HTTP_TOKEN_FILE = var.secrets ? "" : "${NOMAD_SECRETS_DIR}/consul_token"
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 
