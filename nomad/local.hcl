@@ -56,9 +56,10 @@ client {
 # is off by default because it runs tasks with the agent's privileges (root).
 # Every job here names an unprivileged task user (`user`, the jobs'
 # task_user variable: the system user `counter` that scripts/up creates), and
-# denied_host_uids makes the driver refuse, before starting it, a task whose
-# `user` is root. It does not stop a task that names no user at all from
-# running as the agent's user; the ACLs below decide who may submit jobs.
+# denied_host_uids makes the driver refuse, before starting it, a task that
+# would run as root: one whose `user` is root, or (the agent running as root)
+# one that names no user. Other users are allowed; the ACLs below decide who
+# may submit jobs at all.
 plugin "raw_exec" {
   config {
     enabled          = true
