@@ -23,6 +23,12 @@ variable "traefik_config" {
   default     = "traefik/traefik.yml"
 }
 
+variable "secrets" {
+  type        = bool
+  description = "Read Traefik's Consul token from the Nomad Variable nomad/jobs/traefik (true in the cluster); otherwise the token of the task's Consul workload identity (local mode)."
+  default     = false
+}
+
 variable "task_user" {
   type        = string
   description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
@@ -79,8 +85,9 @@ job "traefik" {
         destination     = "local/traefik.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
-        # In the cluster it holds Traefik's Consul token (cluster/traefik.yml).
-        perms       = "0600"
+        # No secret in it (the Consul token is in the environment, below), so
+        # the default 0644: the task runs as task_user, and Nomad renders
+        # templates as root.
         change_mode = "restart"
       }
 
@@ -102,17 +109,32 @@ job "traefik" {
       # traefik.yml; scripts/bench gives its Traefik this job's env too.
       env {
         GOGC = "400"
-        # Locally traefik/traefik.yml names no Consul token: Traefik's Consul
-        # client then reads this file, the token of the task's workload
-        # identity (the consul block below; role nomad-tasks-traefik, which
-        # locally includes the read-only catalog policy). In the cluster the
-        # token in cluster/traefik.yml comes first.
-        CONSUL_HTTP_TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul_token"
       }
 
       # A workload identity for Consul: Nomad logs in to the auth method
-      # nomad-workloads with it and writes the token to secrets/consul_token.
+      # nomad-workloads with it and hands the task the token as CONSUL_TOKEN
+      # (and secrets/consul_token, which is root's: 0640 root:root).
       consul {}
+
+      # Traefik's Consul token (read-only catalog), in CONSUL_HTTP_TOKEN:
+      # traefik.yml names none, so Traefik's Consul client takes it from the
+      # environment. In the cluster (secrets) it comes from the Nomad
+      # Variable nomad/jobs/traefik, which only this job's tasks can read;
+      # locally it is the workload identity's token (role
+      # nomad-tasks-traefik, which there includes catalog-read). The file is
+      # in the task's secrets dir, 0600, read by Nomad, not by the task;
+      # nothing reaches argv, a log or the job spec.
+      template {
+        data = var.secrets ? join("", [
+          "{{ with nomadVar \"nomad/jobs/traefik\" }}",
+          "CONSUL_HTTP_TOKEN={{ .consul_token }}\n",
+          "{{ end }}",
+        ]) : "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
+        destination = "secrets/consul.env"
+        env         = true
+        perms       = "0600"
+        change_mode = "restart"
+      }
 
       kill_signal  = "SIGTERM"
       kill_timeout = "10s"

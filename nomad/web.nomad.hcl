@@ -75,7 +75,7 @@ variable "distinct_hosts" {
 
 variable "secrets" {
   type        = bool
-  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web (true in the cluster, the secure mode; local mode runs open on loopback)."
+  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web (true in the cluster, the secure mode). Local mode has no Redis ACL users and takes the Consul token of the task's workload identity."
   default     = false
 }
 
@@ -247,15 +247,25 @@ job "web" {
         }
       }
 
+      # Local mode (no secrets): the Consul token is the one this task's
+      # workload identity logged in for (the consul block below; role
+      # nomad-tasks-web: redis discovery and its KV settings), which Nomad
+      # hands the task as CONSUL_TOKEN; the service reads CONSUL_HTTP_TOKEN.
+      # Rendered by Nomad into the secrets dir (0600), read by Nomad.
+      dynamic "template" {
+        for_each = var.secrets ? [] : ["local"]
+        content {
+          data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
+          destination = "secrets/consul.env"
+          env         = true
+          perms       = "0600"
+          change_mode = "restart"
+        }
+      }
+
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
-        # Locally (secrets = false) the Consul token is the one this task's
-        # workload identity logged in for (the consul block below; role
-        # nomad-tasks-<job>: redis discovery and its KV), which Nomad writes
-        # to the secrets dir. In the cluster CONSUL_HTTP_TOKEN from the
-        # Nomad Variable comes first.
-        CONSUL_HTTP_TOKEN_FILE = var.secrets ? "" : "${NOMAD_SECRETS_DIR}/consul_token"
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 

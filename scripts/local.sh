@@ -370,6 +370,13 @@ start_component() {
   (
     cd "$COUNTER_STATE" || exit 1
     unset NOMAD_TOKEN CONSUL_HTTP_TOKEN CONSUL_HTTP_TOKEN_FILE
+    # No inherited descriptor but stdio: a lock the caller holds (flock
+    # LOCKFILE scripts/up) must not outlive it in the daemons.
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
     if [[ $name == autoscaler ]]; then
       NOMAD_TOKEN=$(<"$LOCAL_SECRETS/nomad-autoscaler.token")
       export NOMAD_TOKEN
