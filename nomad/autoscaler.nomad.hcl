@@ -41,7 +41,7 @@ job "autoscaler" {
     task "autoscaler" {
       driver = "raw_exec"
       # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
-      user   = var.task_user
+      user = var.task_user
 
       config {
         command = var.autoscaler_binary

@@ -71,7 +71,7 @@ job "traefik" {
     task "traefik" {
       driver = "raw_exec"
       # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
-      user   = var.task_user
+      user = var.task_user
 
       config {
         command = var.traefik_binary

@@ -140,7 +140,7 @@ job "web-inc" {
     task "web-inc" {
       driver = "raw_exec"
       # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
-      user   = var.task_user
+      user = var.task_user
 
       artifact {
         source      = "${var.artifact_url}/${var.version}/web-inc.tar.gz"

@@ -210,7 +210,7 @@ job "web" {
     task "web" {
       driver = "raw_exec"
       # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
-      user   = var.task_user
+      user = var.task_user
 
       artifact {
         source      = "${var.artifact_url}/${var.version}/web.tar.gz"
