@@ -33,7 +33,7 @@ TASK_USER=counter
 # Where Nomad puts the allocation directories and the traefik binary the
 # gateway task runs, when tasks run as $TASK_USER: outside $COUNTER_STATE,
 # because a home directory (/root is 0700) is no path another user can
-# traverse. Root-owned, 0755; the task directories in it are Nomad's.
+# traverse. Root-owned; alloc/ 0710 with the task user's group.
 : "${COUNTER_TASK_ROOT:=/var/lib/counter-local}"
 TASK_ROOT=$COUNTER_TASK_ROOT
 : "${ARTIFACT_PORT:=8090}"
@@ -244,7 +244,11 @@ ensure_task_user() {
       --shell /usr/sbin/nologin --comment "Counter tasks (Nomad raw_exec)" "$TASK_USER"
     log "created the system user $TASK_USER for the tasks"
   fi
-  install -d -m 0755 -o root -g root "$TASK_ROOT" "$TASK_ROOT/alloc" "$TASK_ROOT/bin"
+  install -d -m 0755 -o root -g root "$TASK_ROOT" "$TASK_ROOT/bin"
+  # 0710 root:<task user>: Nomad makes each task directory 0777 (its
+  # secrets/ too); only root and the task user may reach them, not every
+  # local user who reads an allocation ID off `ps`.
+  install -d -m 0710 -o root -g "$TASK_USER" "$TASK_ROOT/alloc"
   local traefik
   traefik=$(readlink -f "$(command -v traefik)")
   if ! cmp -s "$traefik" "$TASK_ROOT/bin/traefik"; then

@@ -122,6 +122,14 @@ def test_token_files_are_private():
         assert mode == 0o600, f"{f} holds a token and is {oct(mode)}"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the allocation directories move out of the state only when started as root")
+def test_only_root_and_the_task_user_reach_the_allocation_directories():
+    alloc = Path(os.environ.get("COUNTER_TASK_ROOT") or "/var/lib/counter-local") / "alloc"
+    st = alloc.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o710), f"{alloc}: uid {st.st_uid}, {oct(st.st_mode)}"
+    assert st.st_gid == pwd.getpwnam(TASK_USER).pw_gid, f"{alloc} is not group {TASK_USER}"
+
+
 def test_no_token_on_a_command_line_or_in_a_job_spec():
     secrets = tokens()
     ps = subprocess.run(["ps", "-eo", "pid,user,args", "--width", "100000"],
