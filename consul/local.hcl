@@ -28,6 +28,19 @@ ui_config {
   enabled = true
 }
 
+# ACL
+# Default deny: an anonymous request sees no service, node or key. scripts/up
+# generates the tokens into $COUNTER_STATE/secrets (0600) and writes them into
+# secrets.hcl next to this file (initial_management, agent); the policies,
+# the other tokens and the auth method of Nomad's workload identities are
+# created through the API (scripts/up.d/acl.py), as the cluster's deploy does.
+acl {
+  enabled                  = true
+  default_policy           = "deny"
+  down_policy              = "extend-cache"
+  enable_token_persistence = false
+}
+
 # CHECKS
 # The Redis role checks (redis-local.hcl) are scripts. Allowing scripts only
 # from local config files, not from the HTTP API, keeps this open to the

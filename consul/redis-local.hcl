@@ -6,6 +6,11 @@
 #
 # Checks start critical (Consul's default), so a name is never served before
 # its role has been seen.
+#
+# Consul's ACLs are on: each registration carries the agent's token (policy
+# redis-services). @CONSUL_AGENT_TOKEN@ is a placeholder: scripts/up writes
+# this file, with the token from $COUNTER_STATE/secrets, to
+# $COUNTER_STATE/etc/consul.d/ (0600); the repo's copy holds no secret.
 
 # 127.0.0.1:6380 (redis/primary.conf): the primary at start.
 services {
@@ -13,6 +18,7 @@ services {
   name    = "redis-primary"
   address = "127.0.0.1"
   port    = 6380
+  token   = "@CONSUL_AGENT_TOKEN@"
   check {
     id       = "redis-primary-6380-role"
     name     = "Redis role is primary"
@@ -27,6 +33,7 @@ services {
   name    = "redis-replica"
   address = "127.0.0.1"
   port    = 6380
+  token   = "@CONSUL_AGENT_TOKEN@"
   check {
     id       = "redis-replica-6380-role"
     name     = "Redis role is replica, link up"
@@ -42,6 +49,7 @@ services {
   name    = "redis-primary"
   address = "127.0.0.1"
   port    = 6381
+  token   = "@CONSUL_AGENT_TOKEN@"
   check {
     id       = "redis-primary-6381-role"
     name     = "Redis role is primary"
@@ -56,6 +64,7 @@ services {
   name    = "redis-replica"
   address = "127.0.0.1"
   port    = 6381
+  token   = "@CONSUL_AGENT_TOKEN@"
   check {
     id       = "redis-replica-6381-role"
     name     = "Redis role is replica, link up"

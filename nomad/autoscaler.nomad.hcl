@@ -13,6 +13,12 @@ variable "autoscaler_binary" {
   default     = "/usr/local/bin/nomad-autoscaler"
 }
 
+variable "task_user" {
+  type        = string
+  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
+  default     = "counter"
+}
+
 job "autoscaler" {
   type = "service"
 
@@ -34,6 +40,8 @@ job "autoscaler" {
 
     task "autoscaler" {
       driver = "raw_exec"
+      # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
+      user = var.task_user
 
       config {
         command = var.autoscaler_binary

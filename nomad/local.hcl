@@ -21,6 +21,15 @@ advertise {
   serf = "127.0.0.1"
 }
 
+# ACL
+# Nothing without a token: anonymous requests (any local user, or a web page
+# POSTing to 127.0.0.1:4646) may not read or submit jobs. scripts/up
+# bootstraps the ACLs with a management token it generated into
+# $COUNTER_STATE/secrets (0600); `eval "$(scripts/env)"` hands it to the CLI.
+acl {
+  enabled = true
+}
+
 # SERVER
 # A single server elects itself leader; no other server will ever join.
 server {
@@ -44,11 +53,17 @@ client {
 
 # PLUGINS
 # The services are plain binaries run as processes, not containers. raw_exec
-# is off by default because it runs tasks with the agent's privileges; here
-# that is the developer's own machine and account.
+# is off by default because it runs tasks with the agent's privileges (root).
+# Every job here names an unprivileged task user (`user`, the jobs'
+# task_user variable: the system user `counter` that scripts/up creates), and
+# denied_host_uids makes the driver refuse, before starting it, a task that
+# would run as root: one whose `user` is root, or (the agent running as root)
+# one that names no user. Other users are allowed; the ACLs below decide who
+# may submit jobs at all.
 plugin "raw_exec" {
   config {
-    enabled = true
+    enabled          = true
+    denied_host_uids = "0"
   }
 }
 
@@ -66,7 +81,19 @@ telemetry {
 
 # CONSUL
 # Jobs register their services (and the checks Traefik routes on) in the
-# local Consul agent.
+# local Consul agent. Consul's ACLs are on (default deny): the agent's own
+# token is in the secrets.hcl scripts/up writes next to this file (0600);
+# services and tasks log in to Consul's auth method nomad-workloads with
+# these workload identities (JWTs signed by this server) and get tokens of
+# their own, as in the cluster (deploy/roles/cluster_acl).
 consul {
   address = "127.0.0.1:8500"
+  service_identity {
+    aud = ["consul.io"]
+    ttl = "1h"
+  }
+  task_identity {
+    aud = ["consul.io"]
+    ttl = "1h"
+  }
 }

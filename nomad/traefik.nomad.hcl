@@ -29,6 +29,18 @@ variable "traefik_config" {
   default     = "traefik/traefik.yml"
 }
 
+variable "secrets" {
+  type        = bool
+  description = "Read Traefik's Consul token from the Nomad Variable nomad/jobs/traefik (true in the cluster); otherwise the token of the task's Consul workload identity (local mode)."
+  default     = false
+}
+
+variable "task_user" {
+  type        = string
+  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
+  default     = "counter"
+}
+
 job "traefik" {
   type = "system"
 
@@ -72,6 +84,8 @@ job "traefik" {
 
     task "traefik" {
       driver = "raw_exec"
+      # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
+      user = var.task_user
 
       config {
         command = var.traefik_binary
@@ -85,8 +99,9 @@ job "traefik" {
         destination     = "local/traefik.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
-        # In the cluster it holds Traefik's Consul token (cluster/traefik.yml).
-        perms       = "0600"
+        # No secret in it (the Consul token is in the environment, below), so
+        # the default 0644: the task runs as task_user, and Nomad renders
+        # templates as root.
         change_mode = "restart"
       }
 
@@ -119,6 +134,31 @@ job "traefik" {
       # traefik.yml; scripts/bench gives its Traefik this job's env too.
       env {
         GOGC = "400"
+      }
+
+      # A workload identity for Consul: Nomad logs in to the auth method
+      # nomad-workloads with it and hands the task the token as CONSUL_TOKEN
+      # (and secrets/consul_token, which is root's: 0640 root:root).
+      consul {}
+
+      # Traefik's Consul token (read-only catalog), in CONSUL_HTTP_TOKEN:
+      # traefik.yml names none, so Traefik's Consul client takes it from the
+      # environment. In the cluster (secrets) it comes from the Nomad
+      # Variable nomad/jobs/traefik, which only this job's tasks can read;
+      # locally it is the workload identity's token (role
+      # nomad-tasks-traefik, which there includes catalog-read). The file is
+      # in the task's secrets dir, 0600, read by Nomad, not by the task;
+      # nothing reaches argv, a log or the job spec.
+      template {
+        data = var.secrets ? join("", [
+          "{{ with nomadVar \"nomad/jobs/traefik\" }}",
+          "CONSUL_HTTP_TOKEN={{ .consul_token }}\n",
+          "{{ end }}",
+        ]) : "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
+        destination = "secrets/consul.env"
+        env         = true
+        perms       = "0600"
+        change_mode = "restart"
       }
 
       kill_signal  = "SIGTERM"

@@ -58,7 +58,7 @@ variable "distinct_hosts" {
 
 variable "secrets" {
   type        = bool
-  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web-inc (true in the cluster, the secure mode; local mode runs open on loopback)."
+  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web-inc (true in the cluster, the secure mode). Local mode has no Redis ACL users and takes the Consul token of the task's workload identity."
   default     = false
 }
 
@@ -66,6 +66,12 @@ variable "release" {
   type        = string
   description = "A label of this rollout, kept in the job's meta: a new value rolls every allocation, as a new version does (scripts/chaos rolling-deploy)."
   default     = "initial"
+}
+
+variable "task_user" {
+  type        = string
+  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
+  default     = "counter"
 }
 
 job "web-inc" {
@@ -144,6 +150,8 @@ job "web-inc" {
 
     task "web-inc" {
       driver = "raw_exec"
+      # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
+      user = var.task_user
 
       artifact {
         source      = "${var.artifact_url}/${var.version}/web-inc.tar.gz"
@@ -174,6 +182,22 @@ job "web-inc" {
             {{ end -}}
           EOT
           destination = "secrets/counter.env"
+          env         = true
+          perms       = "0600"
+          change_mode = "restart"
+        }
+      }
+
+      # Local mode (no secrets): the Consul token is the one this task's
+      # workload identity logged in for (the consul block below; role
+      # nomad-tasks-web-inc: redis discovery and its KV settings), which Nomad
+      # hands the task as CONSUL_TOKEN; the service reads CONSUL_HTTP_TOKEN.
+      # Rendered by Nomad into the secrets dir (0600), read by Nomad.
+      dynamic "template" {
+        for_each = var.secrets ? [] : ["local"]
+        content {
+          data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
+          destination = "secrets/consul.env"
           env         = true
           perms       = "0600"
           change_mode = "restart"

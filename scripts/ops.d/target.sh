@@ -44,6 +44,11 @@ select_target() {
   if [[ $want == local ]]; then
     export NOMAD_ADDR=http://127.0.0.1:4646 CONSUL_HTTP_ADDR=http://127.0.0.1:8500
     GATEWAY_URL=http://127.0.0.1:8080
+    # The local stack's ACL tokens (scripts/up generates them), likewise
+    # unless NOMAD_TOKEN / CONSUL_HTTP_TOKEN are set.
+    SECRETS_DIR=${COUNTER_STATE:-$COUNTER_CACHE/local}/secrets
+    select_tokens "$SECRETS_DIR"
+    SECRETS_DIR=""
     return
   fi
   inventory=${inventory:-$CLUSTER_INVENTORY}
@@ -60,11 +65,18 @@ select_target() {
   done
   export NOMAD_ADDR=https://$server:4646 CONSUL_HTTP_ADDR=https://$server:8501
   GATEWAY_URL=http://$server:8080
-  if [[ -z ${NOMAD_TOKEN:-} && -r $SECRETS_DIR/nomad-management.token ]]; then
-    NOMAD_TOKEN=$(<"$SECRETS_DIR/nomad-management.token")
+  select_tokens "$SECRETS_DIR"
+}
+
+# select_tokens <secrets dir>: exports NOMAD_TOKEN and CONSUL_HTTP_TOKEN_FILE
+# from the management token files there, unless already set; the tokens go
+# to the tools through the environment or a file, never a command line.
+select_tokens() {
+  if [[ -z ${NOMAD_TOKEN:-} && -r $1/nomad-management.token ]]; then
+    NOMAD_TOKEN=$(<"$1/nomad-management.token")
     export NOMAD_TOKEN
   fi
-  if [[ -z ${CONSUL_HTTP_TOKEN:-} && -z ${CONSUL_HTTP_TOKEN_FILE:-} && -r $SECRETS_DIR/consul-management.token ]]; then
-    export CONSUL_HTTP_TOKEN_FILE=$SECRETS_DIR/consul-management.token
+  if [[ -z ${CONSUL_HTTP_TOKEN:-} && -z ${CONSUL_HTTP_TOKEN_FILE:-} && -r $1/consul-management.token ]]; then
+    export CONSUL_HTTP_TOKEN_FILE=$1/consul-management.token
   fi
 }

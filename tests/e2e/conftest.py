@@ -29,6 +29,20 @@ TRAEFIK_API = "http://127.0.0.1:8081/api"
 CONSUL = "http://127.0.0.1:8500"
 NOMAD = "http://127.0.0.1:4646"
 TIMEOUT = 5  # seconds, for any single HTTP request
+# The local stack's ACL tokens (scripts/up generates them; scripts/env hands
+# them to a shell). Mirrors scripts/local.sh.
+SECRETS = STATE / "secrets"
+NOMAD_TOKEN_FILE = SECRETS / "nomad-management.token"
+CONSUL_TOKEN_FILE = SECRETS / "consul-management.token"
+
+
+def token_headers(url):
+    """The management token header for a request to the local Nomad or Consul."""
+    if url.startswith(NOMAD) and NOMAD_TOKEN_FILE.exists():
+        return {"X-Nomad-Token": NOMAD_TOKEN_FILE.read_text().strip()}
+    if url.startswith(CONSUL) and CONSUL_TOKEN_FILE.exists():
+        return {"X-Consul-Token": CONSUL_TOKEN_FILE.read_text().strip()}
+    return {}
 
 
 class Response:
@@ -45,9 +59,11 @@ class Response:
         return json.loads(self.body)
 
 
-def http(url, method="GET", headers=None, data=None):
-    """One request; HTTP error statuses are returned, not raised."""
-    req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
+def http(url, method="GET", headers=None, data=None, anonymous=False):
+    """One request; HTTP error statuses are returned, not raised. Requests to
+    the local Nomad and Consul carry the management token unless anonymous."""
+    headers = dict(headers or {}) if anonymous else {**token_headers(url), **(headers or {})}
+    req = urllib.request.Request(url, method=method, headers=headers, data=data)
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT) as r:
             return Response(r.status, r.headers, r.read())
@@ -61,10 +77,26 @@ def get_json(url):
     return r.json()
 
 
-def run(*args, check=True):
-    """Runs a command with the project's tools first on PATH."""
+def tool_env(anonymous=False):
+    """The environment of the consul and nomad CLIs: the project's tools first
+    on PATH, the local agents, and (unless anonymous) the local stack's
+    management tokens, as after eval "$(scripts/env)"."""
     env = dict(os.environ, PATH=f"{CACHE / 'bin'}:{os.environ['PATH']}",
                CONSUL_HTTP_ADDR=CONSUL, NOMAD_ADDR=NOMAD)
+    for var in ("NOMAD_TOKEN", "CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE"):
+        env.pop(var, None)
+    if not anonymous:
+        if NOMAD_TOKEN_FILE.exists():
+            env["NOMAD_TOKEN"] = NOMAD_TOKEN_FILE.read_text().strip()
+        if CONSUL_TOKEN_FILE.exists():
+            env["CONSUL_HTTP_TOKEN_FILE"] = str(CONSUL_TOKEN_FILE)
+    return env
+
+
+def run(*args, check=True, anonymous=False):
+    """Runs a command with the project's tools first on PATH and the local
+    stack's tokens (none if anonymous)."""
+    env = tool_env(anonymous)
     p = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     if check:
         assert p.returncode == 0, f"{' '.join(args)} exited {p.returncode}:\n{p.stdout}{p.stderr}"

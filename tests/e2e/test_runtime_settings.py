@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.request
 
-from conftest import GATEWAY, NOMAD, get_json, http, run, wait_for
+from conftest import GATEWAY, NOMAD, get_json, http, run, token_headers, wait_for
 
 PREFIX = "counter/config/web"
 
@@ -21,7 +21,8 @@ def running_web_allocs():
 
 def stdout_of(alloc_id):
     url = f"{NOMAD}/v1/client/fs/logs/{alloc_id}?task=web&type=stdout&origin=start&plain=true"
-    with urllib.request.urlopen(url, timeout=10) as r:
+    req = urllib.request.Request(url, headers=token_headers(url))
+    with urllib.request.urlopen(req, timeout=10) as r:
         return r.read().decode(errors="replace")
 
 

@@ -1,0 +1,200 @@
+"""The local stack's access control (docs/local-stack.md, "Security"):
+Nomad and Consul answer nothing without a token, the tokens live in 0600
+files and nowhere else (no command line, no job spec), the tasks run as the
+unprivileged system user, and the raw_exec driver refuses a task that asks
+for root.
+
+Tests that submit a job submit it under a name of their own and purge it
+whatever happens; the anonymous ones cannot create anything.
+"""
+
+import os
+import pwd
+import re
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import (CONSUL, NOMAD, SECRETS, http, run, wait_for)
+
+TASK_USER = "counter"
+PROBE_JOB = "e2e-acl-probe"
+ROOT_JOB = "e2e-root-denied"
+
+
+def job_hcl(name, user=None):
+    """A harmless batch job: /bin/true, once, no restart or reschedule."""
+    user_line = f'      user   = "{user}"\n' if user else ""
+    return f'''job "{name}" {{
+  type = "batch"
+  group "probe" {{
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 0
+      unlimited = false
+    }}
+    task "probe" {{
+      driver = "raw_exec"
+{user_line}      config {{
+        command = "/bin/true"
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+'''
+
+
+def write_job(tmp_path, name, user=None):
+    path = tmp_path / f"{name}.nomad.hcl"
+    path.write_text(job_hcl(name, user))
+    return str(path)
+
+
+def purge(name):
+    run("nomad", "job", "stop", "-purge", "-detach", name, check=False)
+
+
+def tokens():
+    """Every token the local stack has: the files in its secrets directory."""
+    out = {}
+    for f in SECRETS.glob("*.token"):
+        value = f.read_text().strip()
+        if value:
+            out[f.name] = value
+    assert len(out) >= 4, f"expected the local stack's token files in {SECRETS}, found {sorted(out)}"
+    return out
+
+
+def test_anonymous_nomad_job_run_is_refused_and_the_token_passes(tmp_path):
+    job = write_job(tmp_path, PROBE_JOB, user=TASK_USER)
+    try:
+        anon = run("nomad", "job", "run", "-detach", job, check=False, anonymous=True)
+        assert anon.returncode != 0, f"anonymous job run succeeded:\n{anon.stdout}{anon.stderr}"
+        assert "403" in anon.stderr or "Permission denied" in anon.stderr, anon.stderr
+        # The same job, as a web page on this machine would POST it.
+        body = run("nomad", "job", "run", "-output", job).stdout.encode()
+        r = http(NOMAD + "/v1/jobs", method="POST", data=body,
+                 headers={"Content-Type": "application/json"}, anonymous=True)
+        assert r.status == 403, f"anonymous POST /v1/jobs: {r.status} {r.text}"
+        assert http(NOMAD + "/v1/jobs", anonymous=True).status == 403
+        # With the token scripts/env exports, the same request passes the
+        # ACLs: plan (exit 1: it would create the job) creates nothing.
+        plan = run("nomad", "job", "plan", job, check=False)
+        assert plan.returncode in (0, 1), f"plan with the token:\n{plan.stdout}{plan.stderr}"
+        assert "403" not in plan.stderr
+    finally:
+        purge(PROBE_JOB)
+    assert http(f"{NOMAD}/v1/job/{PROBE_JOB}").status == 404, "the probe job was left behind"
+
+
+def test_anonymous_consul_sees_no_service():
+    anon = run("consul", "catalog", "services", check=False, anonymous=True)
+    assert anon.returncode != 0 or anon.stdout.strip() == "", \
+        f"anonymous consul catalog services listed: {anon.stdout!r}"
+    r = http(CONSUL + "/v1/catalog/services", anonymous=True)
+    assert r.status == 403 or r.json() == {}, f"anonymous catalog: {r.status} {r.text}"
+    r = http(CONSUL + "/v1/kv/counter?recurse=true", anonymous=True)
+    assert r.status in (403, 404), f"anonymous KV read: {r.status}"
+    # With the token: the services.
+    listed = run("consul", "catalog", "services").stdout.split()
+    assert {"web", "web-inc", "redis-primary", "traefik"} <= set(listed), listed
+
+
+def test_token_files_are_private():
+    mode = stat.S_IMODE(SECRETS.stat().st_mode)
+    assert mode == 0o700, f"{SECRETS} is {oct(mode)}"
+    for f in SECRETS.iterdir():
+        mode = stat.S_IMODE(f.stat().st_mode)
+        assert mode == 0o600, f"{f} is {oct(mode)}"
+    etc = SECRETS.parent / "etc"
+    for f in (etc / "consul.d" / "secrets.hcl", etc / "consul.d" / "redis-local.hcl",
+              etc / "nomad.d" / "secrets.hcl"):
+        mode = stat.S_IMODE(f.lstat().st_mode)
+        assert mode == 0o600, f"{f} holds a token and is {oct(mode)}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the allocation directories move out of the state only when started as root")
+def test_only_root_and_the_task_user_reach_the_allocation_directories():
+    alloc = Path(os.environ.get("COUNTER_TASK_ROOT") or "/var/lib/counter-local") / "alloc"
+    st = alloc.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o710), f"{alloc}: uid {st.st_uid}, {oct(st.st_mode)}"
+    assert st.st_gid == pwd.getpwnam(TASK_USER).pw_gid, f"{alloc} is not group {TASK_USER}"
+
+
+def test_no_token_on_a_command_line_or_in_a_job_spec():
+    secrets = tokens()
+    ps = subprocess.run(["ps", "-eo", "pid,user,args", "--width", "100000"],
+                        capture_output=True, text=True, check=True).stdout
+    for name, value in secrets.items():
+        assert value not in ps, f"the token of {name} appears in ps output"
+    for job in ("traefik", "web", "web-inc"):
+        spec = run("nomad", "job", "inspect", job).stdout
+        for name, value in secrets.items():
+            assert value not in spec, f"the token of {name} appears in the job spec of {job}"
+
+
+def listening_pid(port):
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    m = re.search(r"pid=(\d+)", out)
+    assert m, f"no process found listening on {port}: {out!r}"
+    return int(m.group(1))
+
+
+def proc_uid(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return [int(x) for x in line.split()[1:]]
+    raise AssertionError(f"no Uid line for pid {pid}")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as the task user only when started as root")
+def test_the_tasks_run_as_the_unprivileged_task_user():
+    uid = pwd.getpwnam(TASK_USER).pw_uid
+    assert uid != 0
+    ports = {"traefik (gateway)": 8080}
+    for svc in ("web", "web-inc"):
+        r = http(f"{CONSUL}/v1/health/service/{svc}?passing")
+        assert r.status == 200, r.text
+        for i, entry in enumerate(r.json()):
+            ports[f"{svc} #{i}"] = entry["Service"]["Port"]
+    assert len(ports) >= 4, ports
+    for what, port in ports.items():
+        pid = listening_pid(port)
+        real, effective, saved, fs = proc_uid(pid)
+        assert real == effective == saved == fs == uid, \
+            f"{what} (pid {pid}, port {port}) runs as uids {real, effective, saved, fs}, not {TASK_USER} ({uid})"
+
+
+@pytest.mark.parametrize("user", ["root", pytest.param(None, marks=pytest.mark.skipif(
+    os.geteuid() != 0, reason="a task naming no user runs as the agent's user, root only when started as root"))])
+def test_a_task_asking_for_root_is_refused(tmp_path, user):
+    """`user = "root"`, or no user at all: the task would run as the agent's
+    user, root, which Nomad 1.11's raw_exec checks the same way."""
+    job = write_job(tmp_path, ROOT_JOB, user=user)
+    try:
+        run("nomad", "job", "run", "-detach", job)
+
+        def failed_alloc():
+            allocs = http(f"{NOMAD}/v1/job/{ROOT_JOB}/allocations").json()
+            for a in allocs:
+                if a["ClientStatus"] == "failed":
+                    return a
+                assert a["ClientStatus"] != "complete", "the task ran as root and completed"
+            return None
+
+        alloc = wait_for("the root task's allocation to fail", failed_alloc, timeout=60)
+        detail = http(f"{NOMAD}/v1/allocation/{alloc['ID']}").json()
+        events = [e.get("DisplayMessage", "") + " " + e.get("DriverError", "")
+                  for e in detail["TaskStates"]["probe"]["Events"]]
+        assert any("running as uid 0 is disallowed" in e for e in events), events
+    finally:
+        purge(ROOT_JOB)
