@@ -90,3 +90,43 @@ def test_no_secret_in_the_repository():
     text = subprocess.run(["git", "grep", "-I", "--untracked", "-h", "-e", "", "--", ".", ":!target"],
                           cwd=REPO, capture_output=True, text=True).stdout
     assert secret_values() and scan(text) > 1000
+
+
+def test_every_task_runs_as_the_unprivileged_task_user(cluster):
+    seen = {}
+    for host in cluster.hosts:
+        out = cluster.ssh(host, "ps -o user=,comm= -C traefik,web,web-inc,nomad-autoscal").stdout
+        for line in out.splitlines():
+            user, comm = line.split(None, 1)
+            seen.setdefault(comm, set()).add(user)
+    # Every host runs traefik and web; web-inc and the autoscaler run somewhere.
+    assert {"traefik", "web", "web-inc"} <= set(seen), seen
+    assert all(users == {"counter"} for users in seen.values()), seen
+
+
+def test_the_clients_refuse_a_task_that_would_run_as_root(cluster, tmp_path):
+    job = tmp_path / "as-root.nomad.hcl"
+    job.write_text('''job "as-root" {
+  type = "batch"
+  group "g" {
+    restart { attempts = 0 }
+    reschedule { attempts = 0 }
+    task "t" {
+      driver = "raw_exec"
+      user   = "root"
+      config { command = "/bin/true" }
+    }
+  }
+}
+''')
+    try:
+        cluster.nomad("job", "run", "-detach", str(job))
+
+        def failed():
+            allocs = cluster.nomad_api("/v1/job/as-root/allocations")
+            states = [a["TaskStates"]["t"] for a in allocs if a.get("TaskStates")]
+            events = [e.get("DisplayMessage", "") for s in states for e in s["Events"]]
+            return any("uid 0" in e for e in events) and all(a["ClientStatus"] == "failed" for a in allocs)
+        eventually(failed, 60, "the as-root allocation fails with the uid 0 refusal")
+    finally:
+        cluster.nomad("job", "stop", "-purge", "as-root", check=False)
