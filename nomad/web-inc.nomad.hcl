@@ -204,11 +204,25 @@ job "web-inc" {
         }
       }
 
+      # The CA files of TLS to Consul and Redis (the cluster's), only when
+      # set: the service refuses an empty setting, and an env block cannot
+      # leave a variable out.
+      dynamic "template" {
+        for_each = var.consul_cacert == "" && var.redis_tls_ca == "" ? [] : ["tls.env"]
+        content {
+          data = join("", [
+            var.consul_cacert == "" ? "" : "CONSUL_CACERT=${var.consul_cacert}\n",
+            var.redis_tls_ca == "" ? "" : "COUNTER_REDIS_TLS_CA=${var.redis_tls_ca}\n",
+          ])
+          destination = "local/${template.value}"
+          env         = true
+          change_mode = "restart"
+        }
+      }
+
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
         CONSUL_HTTP_ADDR     = var.consul_http_addr
-        CONSUL_CACERT        = var.consul_cacert
-        COUNTER_REDIS_TLS_CA = var.redis_tls_ca
         COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
       }
 
