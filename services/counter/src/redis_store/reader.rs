@@ -62,33 +62,48 @@ pub(crate) fn read_order(shared: &Shared, rotation: &AtomicUsize) -> Vec<SocketA
 async fn read_once(shared: &Shared, rotation: &AtomicUsize) -> Result<Count, StoreError> {
     let deadline = Instant::now() + shared.settings.now().store_timeout;
     let mut last: Option<CallError> = None;
-    for addr in read_order(shared, rotation) {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            break;
-        }
-        let attempt = remaining.min(shared.settings.attempt_timeout());
-        let key = shared.settings.key.clone();
-        let result = shared
-            .nodes
-            .call(addr, attempt, |mut conn| async move {
-                redis::cmd("GET").arg(&key).query_async::<Option<Vec<u8>>>(&mut conn).await
-            })
-            .await;
-        match result {
-            Ok(None) => return Ok(Count(0)),
-            Ok(Some(raw)) => return Count::parse(&raw),
-            Err(err) => {
-                shared.metrics.store_error("get", err.kind());
-                if !matches!(err, CallError::BreakerOpen(_)) {
-                    debug!(endpoint = %addr, cause = %err, "read failed; trying the next endpoint");
+    let mut order = read_order(shared, rotation);
+    // A node that dropped our connection is asked once more, on a new one:
+    // Sentinel closes every client connection of a node it reconfigures in a
+    // failover (CLIENT KILL TYPE normal), and in that moment the one replica
+    // left may be the only endpoint there is.
+    for _pass in 0..2 {
+        let mut dropped = Vec::new();
+        for addr in order {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let attempt = remaining.min(shared.settings.attempt_timeout());
+            let key = shared.settings.key.clone();
+            let result = shared
+                .nodes
+                .call(addr, attempt, |mut conn| async move {
+                    redis::cmd("GET").arg(&key).query_async::<Option<Vec<u8>>>(&mut conn).await
+                })
+                .await;
+            match result {
+                Ok(None) => return Ok(Count(0)),
+                Ok(Some(raw)) => return Count::parse(&raw),
+                Err(err) => {
+                    shared.metrics.store_error("get", err.kind());
+                    if !matches!(err, CallError::BreakerOpen(_)) {
+                        debug!(endpoint = %addr, cause = %err, "read failed; trying the next endpoint");
+                    }
+                    if err.is_corruption() {
+                        return Err(err.into_store_error("reading the count"));
+                    }
+                    if matches!(&err, CallError::Connection(e) if !e.is_connection_refusal()) {
+                        dropped.push(addr);
+                    }
+                    last = Some(err);
                 }
-                if err.is_corruption() {
-                    return Err(err.into_store_error("reading the count"));
-                }
-                last = Some(err);
             }
         }
+        if dropped.is_empty() {
+            break;
+        }
+        order = dropped;
     }
     let err = match last {
         Some(err) => err.into_store_error("reading the count"),

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use counter::Role;
+use testkit::RedisServer;
 
-use crate::helpers::spawn_app_with;
+use crate::helpers::{blocking, client, spawn_app_with, spawn_service};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_come_from_the_replica_then_fall_back_to_the_primary_then_fail_fast() {
@@ -99,4 +100,24 @@ async fn a_non_integer_counter_is_a_500_in_json_not_a_panic() {
     assert_eq!(read.json::<serde_json::Value>().await.unwrap()["code"], "internal");
     assert_eq!(inc.status(), 500);
     assert_eq!(app.get("/health/live").await.status(), 200, "still up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_survives_the_node_closing_every_client_connection() {
+    // The one endpoint there is, as for a web instance whose last replica is
+    // being reconfigured by Sentinel, which closes every client connection
+    // of the node (CLIENT KILL TYPE normal) as it does so.
+    let primary = blocking(RedisServer::primary).await;
+    let addr = spawn_service(Role::Web, &primary, &[], &["--store-timeout-ms", "2000"]).await;
+    let client = client();
+    primary.cli(&["SET", "counter", "7"]);
+    let read = || async { client.get(format!("{addr}/")).header("accept", "text/plain").send().await.unwrap() };
+    assert_eq!(read().await.text().await.unwrap().trim(), "7", "the shared connection is open");
+
+    let killed = primary.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    assert_ne!(killed, "0", "our connection was there to be closed");
+    for _ in 0..3 {
+        let response = read().await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
 }
