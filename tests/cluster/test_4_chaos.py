@@ -4,13 +4,16 @@ comes last: it leaves the cluster a host short. Afterwards, failovers and
 redeploys have written no secret anywhere either."""
 
 import os
+import re
 
 import pytest
 
 from cluster import REPO, run
 from test_2_security import logs, process_lists, scan
 
-SCENARIOS = os.environ.get("CLUSTER_CHAOS", "primary-kill,rolling-deploy,machine-loss").split(",")
+SCENARIOS = os.environ.get("CLUSTER_CHAOS", "primary-kill,rolling-deploy,consul-agent-primary,machine-loss").split(",")
+# scripts/chaos holds a killed agent down this long (its AGENT_DOWN_S).
+AGENT_DOWN_S = 15
 
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s])
@@ -19,6 +22,11 @@ def test_chaos_scenario_loses_no_acknowledged_increment(cluster, scenario):
     print(p.stdout, p.stderr[-3000:])
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     assert "lost=0" in p.stdout
+    if scenario == "consul-agent-primary":
+        # The primary stays discoverable through its second registration:
+        # writes do not stop for as long as the agent beside it is down.
+        gap = float(re.search(r"write_gap_s=([0-9.]+)", p.stdout).group(1))
+        assert gap < AGENT_DOWN_S / 2, f"writes stopped for {gap}s while one Consul agent was down"
 
 
 def test_after_chaos_no_secret_in_process_lists_or_logs(cluster):
