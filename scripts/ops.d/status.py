@@ -138,7 +138,11 @@ def redis_nodes(consul):
     for name in ("redis-primary", "redis-replica"):
         for e in consul.get(f"/v1/health/service/{name}"):
             addr = e["Service"]["Address"] or e["Node"]["Address"]
-            nodes[(addr, e["Service"]["Port"])] = e["Node"]["Node"]
+            # Each instance is registered by its own host's agent and by a
+            # neighbour's (a ring): the host is the one whose agent's id it carries.
+            own = e["Service"]["ID"].endswith("-" + e["Node"]["Node"])
+            if own or (addr, e["Service"]["Port"]) not in nodes:
+                nodes[(addr, e["Service"]["Port"])] = e["Node"]["Node"]
     return nodes
 
 

@@ -142,9 +142,10 @@ class Cluster:
                    check=False, env=env, timeout=10).stdout.strip()
 
     def primary(self):
-        entries = self.consul_api("/v1/health/service/redis-primary?passing")
-        assert len(entries) == 1, f"{len(entries)} passing redis-primary"
-        addr = entries[0]["Service"]["Address"]
+        # Each instance is registered by two agents (a ring): one address.
+        addrs = {e["Service"]["Address"] for e in self.consul_api("/v1/health/service/redis-primary?passing")}
+        assert len(addrs) == 1, f"passing redis-primary at {addrs}"
+        addr = addrs.pop()
         return next(h for h in self.hosts if self.addr[h] == addr)
 
     def running_allocs(self, job):
