@@ -219,7 +219,9 @@ write_secret_file() {
 
 # local_tokens_env: exports the local stack's management tokens for the
 # nomad and consul CLIs and scripts/jobs (NOMAD_TOKEN, CONSUL_HTTP_TOKEN_FILE)
-# unless the caller set its own.
+# unless the caller set its own. Called by the scripts that act on the local
+# stack (up, down), never on sourcing: scripts/status sources this file and
+# may be looking at a cluster, whose own tokens must win.
 local_tokens_env() {
   if [[ -z ${NOMAD_TOKEN:-} && -r $LOCAL_SECRETS/nomad-management.token ]]; then
     NOMAD_TOKEN=$(<"$LOCAL_SECRETS/nomad-management.token")
@@ -471,4 +473,3 @@ stop_component() {
   rm -f "$RUN_DIR/$name.pid"
 }
 
-local_tokens_env
