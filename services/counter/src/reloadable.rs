@@ -55,6 +55,11 @@ reloadable! {
               value_parser = clap::value_parser!(u64).range(1..=60_000))]
         pub wait_timeout_ms: u64,
 
+        /// How long an increment is held while no primary is known (a failover), in milliseconds; 0 refuses at once
+        #[arg(long, env = "COUNTER_PRIMARY_WAIT_MS", value_name = "MS", default_value_t = 3000,
+              value_parser = clap::value_parser!(u64).range(0..=60_000))]
+        pub primary_wait_ms: u64,
+
         /// Consecutive failures that open an endpoint's circuit breaker
         #[arg(long, env = "COUNTER_BREAKER_FAILURES", value_name = "N", default_value_t = 3,
               value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -73,6 +78,7 @@ impl Reloadable {
         StoreTunables {
             store_timeout: Duration::from_millis(self.store_timeout_ms),
             wait_timeout: Duration::from_millis(self.wait_timeout_ms),
+            primary_wait: Duration::from_millis(self.primary_wait_ms),
             breaker: BreakerSettings {
                 failures: self.breaker_failures,
                 cooldown: Duration::from_millis(self.breaker_cooldown_ms),

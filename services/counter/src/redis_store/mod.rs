@@ -45,6 +45,9 @@ pub struct StoreTunables {
     pub store_timeout: Duration,
     /// How long `WAIT` may wait for replicas before the increment is refused.
     pub wait_timeout: Duration,
+    /// How long a write is held while no primary is known (or the one known
+    /// has just refused it as a replica) before it is refused.
+    pub primary_wait: Duration,
     pub breaker: BreakerSettings,
 }
 
@@ -148,7 +151,7 @@ impl RedisStore {
         let s = self.shared.settings.now();
         match side {
             Side::Read => s.store_timeout * 2,
-            Side::Write => s.store_timeout * 2 + s.wait_timeout,
+            Side::Write => s.store_timeout * 2 + s.wait_timeout + s.primary_wait,
         }
     }
 

@@ -58,6 +58,21 @@ impl CallError {
         }
     }
 
+    /// READONLY: the node is a replica now (demoted in a failover) and applied
+    /// nothing; alone or as one of a pipeline's errors.
+    pub(crate) fn is_read_only(&self) -> bool {
+        match self {
+            CallError::Refused(err) => {
+                err.code() == Some("READONLY")
+                    || err
+                        .clone()
+                        .into_server_errors()
+                        .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "READONLY"))
+            }
+            _ => false,
+        }
+    }
+
     /// The store-level error, with a retry hint from the breaker where there is one.
     pub(crate) fn into_store_error(self, what: &str) -> StoreError {
         if self.is_corruption() {

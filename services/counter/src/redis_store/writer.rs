@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Shared;
+use crate::discovery::Endpoints;
 use super::nodes::CallError;
 use crate::logic::{Count, StoreError};
 
@@ -27,22 +28,43 @@ const TRACK_EVERY: Duration = Duration::from_millis(250);
 
 /// Runs one write lane until `shutdown` fires. A batch already sent is answered
 /// first: its increment may be applied, so its callers must learn the outcome.
+///
+/// A failover leaves no primary known for a few seconds (Sentinel's election,
+/// then Consul's role check). A batch is held through that, up to
+/// `primary_wait`, so a failover costs its callers latency instead of a 503;
+/// likewise once when the primary it was sent to answers READONLY (demoted: the
+/// increment was not applied, so sending it again cannot count it twice).
 pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
-    while let Some(batch) = shared.writes.next_batch(&shutdown).await {
-        if batch.is_empty() {
-            continue;
-        }
+    while let Some(mut batch) = shared.writes.next_batch(&shutdown).await {
+        let mut demoted = None;
+        let outcome = loop {
+            wait_for_primary(&shared, demoted, &shutdown).await;
+            // Callers who gave up while held need no answer, and no write.
+            batch.retain(|reply| !reply.is_closed());
+            if batch.is_empty() {
+                break None;
+            }
+            match write_once(&shared, &mut conn, batch.len()).await {
+                Written::Demoted(addr, _) if demoted.is_none() && !shutdown.is_cancelled() => {
+                    debug!(endpoint = %addr, "the primary refused the write as a replica; holding it for the next one");
+                    demoted = Some(addr);
+                }
+                Written::Demoted(_, err) => break Some(Err(err)),
+                Written::Done(result) => break Some(result),
+            }
+        };
         let n = batch.len();
-        match write_once(&shared, &mut conn, n).await {
-            Ok(Count(last)) => {
+        match outcome {
+            None => {}
+            Some(Ok(Count(last))) => {
                 shared.metrics.write_batch(n);
                 // INCRBY n returned the last value: the batch owns last-n+1 ..= last.
                 for (i, reply) in batch.into_iter().enumerate() {
                     let _ = reply.send(Ok(Count(last - (n - 1 - i) as i64)));
                 }
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 warn!(cause = %err, batch = n, "increment not acknowledged");
                 for reply in batch {
                     let _ = reply.send(Err(err.clone()));
@@ -52,13 +74,36 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
+/// Returns once a primary other than `not` is known, `primary_wait` has
+/// passed, or `shutdown` fires; at once when one is known already.
+async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, shutdown: &CancellationToken) {
+    let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not);
+    let mut endpoints = shared.endpoints.clone();
+    if usable(&endpoints.borrow_and_update()) {
+        return;
+    }
+    let limit = shared.settings.now().primary_wait;
+    let started = tokio::time::Instant::now();
+    let _ = shutdown.run_until_cancelled(tokio::time::timeout(limit, endpoints.wait_for(usable))).await;
+    debug!(held_ms = started.elapsed().as_millis() as u64, "write held for a primary");
+}
+
+/// What one attempt at a batch came to.
+enum Written {
+    Done(Result<Count, StoreError>),
+    /// The node named primary answered READONLY: nothing was applied.
+    Demoted(SocketAddr, StoreError),
+}
+
 async fn write_once(
     shared: &Shared,
     conn: &mut Option<(SocketAddr, MultiplexedConnection)>,
     n: usize,
-) -> Result<Count, StoreError> {
+) -> Written {
     let primary = shared.endpoints.borrow().primary;
-    let primary = primary.ok_or_else(|| StoreError::unavailable("incrementing: no single healthy primary known"))?;
+    let Some(primary) = primary else {
+        return Written::Done(Err(StoreError::unavailable("incrementing: no single healthy primary known")));
+    };
     let wanted = shared.in_sync.load(Ordering::Relaxed).max(1);
     let settings = &shared.settings;
     let tunables = settings.now();
@@ -87,23 +132,23 @@ async fn write_once(
             if confirmed >= wanted {
                 return Ok((value, confirmed, wanted));
             }
-            // Fewer confirmed than were in sync a moment ago: a replica may have
-            // just left (stopped, removed, cut off). `wanted` is up to
-            // TRACK_EVERY old, so ask the primary who is in sync now and, if
-            // fewer are, WAIT again for those: WAIT covers every earlier write
-            // of this connection, and counts only replicas still connected.
+            // Fewer confirmed than were in sync a moment ago. Either a replica
+            // has just left (stopped, removed, cut off): `wanted` is up to
+            // TRACK_EVERY old, so ask the primary who is in sync now and WAIT
+            // again for those (WAIT covers every earlier write of this
+            // connection, and counts only replicas still connected). Or one is
+            // slow to ack (a replica that has just joined, still busy after
+            // its sync): as many in sync, WAIT once more for all of them.
             let info = redis::cmd("INFO").arg("replication").query_async::<String>(&mut c).await?;
             let now = count_in_sync(&info).max(1);
             shared.in_sync.store(now, Ordering::Relaxed);
-            if now >= wanted {
-                return Ok((value, confirmed, wanted));
-            }
-            let again = redis::cmd("WAIT").arg(now).arg(wait_ms).query_async::<i64>(&mut c).await?;
-            debug!(wanted, now, confirmed = again, "in-sync replicas fell during a WAIT; waited for those left");
-            Ok((value, again, now))
+            let wanted = now.min(wanted);
+            let again = redis::cmd("WAIT").arg(wanted).arg(wait_ms).query_async::<i64>(&mut c).await?;
+            debug!(wanted, now, confirmed = again, "fewer replicas confirmed than were in sync; waited again");
+            Ok((value, again, wanted))
         })
         .await;
-    match result {
+    Written::Done(match result {
         Ok((value, confirmed, wanted)) if confirmed >= wanted => Ok(Count(value)),
         Ok((_, confirmed, wanted)) => {
             shared.metrics.store_error("increment", "not_replicated");
@@ -114,9 +159,12 @@ async fn write_once(
             if matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
                 *conn = None;
             }
+            if err.is_read_only() {
+                return Written::Demoted(primary, err.into_store_error("incrementing"));
+            }
             Err(err.into_store_error("incrementing"))
         }
-    }
+    })
 }
 
 /// Keeps `shared.in_sync` at the number of replicas the primary sees in sync,

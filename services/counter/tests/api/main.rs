@@ -3,6 +3,7 @@
 
 mod contract;
 mod discovery;
+mod failover;
 mod helpers;
 mod hostile;
 mod shutdown;

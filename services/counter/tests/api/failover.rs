@@ -1,0 +1,92 @@
+//! Increments through a failover, against real Redis and a real Consul dev
+//! agent: while no primary is known, or the one known has just been demoted,
+//! an increment is held (up to `--primary-wait-ms`) instead of refused.
+
+use std::time::{Duration, Instant};
+
+use counter::Role;
+use testkit::{ConsulAgent, RedisServer};
+
+use crate::helpers::{blocking, client};
+
+/// A `web-inc` discovering Redis through `consul`, served in this process; its `/inc` URL.
+async fn spawn_inc_on(consul: &ConsulAgent, extra: &[&str]) -> String {
+    let url = consul.url();
+    let mut args = vec!["web-inc", "--listen", "127.0.0.1:0", "--consul", &url];
+    args.extend_from_slice(extra);
+    let config = counter::Config::from_iter_or_exit(Role::WebInc, args);
+    let app = counter::Application::build(&config).await.unwrap();
+    let url = format!("http://{}/inc", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_sent_while_no_primary_is_known_waits_for_the_next_one() {
+    let (consul, primary, replica) = blocking(|| {
+        let (primary, replica) = RedisServer::pair();
+        (ConsulAgent::dev(), primary, replica)
+    })
+    .await;
+    let url = spawn_inc_on(&consul, &[]).await;
+
+    // No redis-primary registered: the failover's gap.
+    let sent = Instant::now();
+    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pending.is_finished(), "the increment was answered before any primary was known");
+
+    consul.register("redis-primary", "primary", primary.port);
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status(), 200, "held through the gap, then counted");
+    assert_eq!(answer.text().await.unwrap().trim(), "1");
+    assert!(sent.elapsed() >= Duration::from_millis(800));
+    assert_eq!(primary.count("counter"), 1);
+    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_primary_for_longer_than_the_wait_the_increment_gets_503_and_retry_after() {
+    let consul = blocking(ConsulAgent::dev).await;
+    let url = spawn_inc_on(&consul, &["--primary-wait-ms", "300"]).await;
+
+    let sent = Instant::now();
+    let answer = client().post(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    let waited = sent.elapsed();
+    assert!(waited >= Duration::from_millis(300), "refused after {waited:?}, before the wait was up");
+    assert!(waited < Duration::from_secs(3), "refused only after {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_refused_by_a_demoted_primary_is_counted_once_on_the_new_one() {
+    // `old` replicates from `new`: it answers READONLY, as a primary does the
+    // moment Sentinel demotes it, while Consul still names it.
+    let (consul, new, old) = blocking(|| {
+        let new = RedisServer::primary();
+        let old = RedisServer::replica_of(&new);
+        (ConsulAgent::dev(), new, old)
+    })
+    .await;
+    consul.register("redis-primary", "old", old.port);
+    let url = spawn_inc_on(&consul, &[]).await;
+    // Discovery has named `old` once the service answers readiness for writes.
+    let ready = format!("{}/health/ready", url.trim_end_matches("/inc"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client().get(&ready).send().await.unwrap().status() != 200 {
+        assert!(Instant::now() < deadline, "web-inc never saw the first primary");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pending.is_finished(), "the READONLY refusal was passed on instead of held");
+
+    consul.register("redis-primary", "new", new.port);
+    consul.deregister("old");
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap().trim(), "1");
+    assert_eq!(new.count("counter"), 1, "counted once, on the new primary");
+}
