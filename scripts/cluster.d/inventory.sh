@@ -20,6 +20,9 @@ all:
     ansible_ssh_common_args: -o UserKnownHostsFile=$SSH_DIR/known_hosts -o IdentitiesOnly=yes
     # The deploy keeps this cluster's secrets here (secrets/, 0700).
     counter_state_dir: $CLUSTER_STATE
+    # One gateway address for clients, held by one machine at a time
+    # (keepalived, deploy/roles/gateway_vip).
+    counter_gateway_vip: $GATEWAY_VIP
   children:
     servers:
       hosts:

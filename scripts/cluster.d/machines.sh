@@ -107,9 +107,12 @@ machine_boot() {
   machine_net_up "$m"
   # --register=no --keep-unit: this host's PID 1 is not systemd (no machined).
   # --resolv-conf=off: no DNS on the cluster network.
+  # CAP_NET_ADMIN (in the machine's own network namespace only): keepalived
+  # adds and removes the floating gateway address, as on a real host.
   setsid systemd-nspawn --boot --register=no --keep-unit --quiet \
     --machine="$m" --directory="$root" \
     --network-namespace-path="/run/netns/counter-$m" \
+    --capability=CAP_NET_ADMIN \
     --resolv-conf=off --timezone=off --link-journal=no \
     </dev/null >"$dir/console.log" 2>&1 9>&- &
   local pid=$!

@@ -5,6 +5,9 @@
 
 BRIDGE=ctr0
 NET=198.18.0
+# The floating gateway address: no machine's own (those are .11 up).
+# shellcheck disable=SC2034  # read by inventory.sh
+GATEWAY_VIP=$NET.250
 HOST_ADDR=$NET.1
 
 # machine_addr <machine>: mN's address, 198.18.0.(10+N).

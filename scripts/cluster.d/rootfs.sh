@@ -10,7 +10,7 @@ ROOTFS_SUITE=bookworm
 # packages the deploy would otherwise install (the machines have no route to
 # a mirror, so the deploy finds them present).
 ROOTFS_PACKAGES=(systemd systemd-sysv dbus iproute2 openssh-server python3 python3-apt
-  redis-server redis-sentinel redis-tools curl ca-certificates procps)
+  redis-server redis-sentinel redis-tools curl ca-certificates procps keepalived)
 
 # rootfs: prints the cached Debian rootfs, building it first if needed. The
 # cache is keyed by its package list (.counter-packages), so adding a package

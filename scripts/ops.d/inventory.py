@@ -27,7 +27,7 @@ def ansible_inventory():
 
 
 def load(path):
-    """{'hosts': {name: {'addr', 'ssh'}}, 'servers', 'clients', 'primary', 'state'}."""
+    """{'hosts': {name: {'addr', 'ssh'}}, 'servers', 'clients', 'primary', 'state', 'gateway_vip'}."""
     try:
         # From /: ansible-inventory would read a group_vars/ next to the
         # current directory as well (deploy/'s, with unrendered templates).
@@ -58,14 +58,17 @@ def load(path):
         if "{{" in str(addr):  # a template only Ansible renders: the deploy's default
             addr = ssh
         hosts[name] = {"addr": addr, "ssh": ssh, "ssh_args": args}
-    state = None
+    state = vip = None
     for v in hostvars.values():
         state = state or v.get("counter_state_dir")
+        vip = vip or v.get("counter_gateway_vip")
     if not state:
         stem = os.path.splitext(os.path.basename(path))[0]
         state = os.path.join(CACHE, "deploy", stem)
     return {"hosts": hosts, "servers": group("servers"), "clients": group("clients"),
-            "primary": (group("redis_primary") or [None])[0], "state": state}
+            "primary": (group("redis_primary") or [None])[0], "state": state,
+            # The floating gateway address (deploy/roles/gateway_vip), if any.
+            "gateway_vip": vip or None}
 
 
 def env_lines(d):

@@ -5,7 +5,7 @@ prints the name of each file it wrote. One CA per cluster signs everything;
 its key never leaves this directory (the hosts get certificates and their
 own keys only). A second run with the same hosts writes nothing.
 
-  make-certs.py DIR HOST:ADDR:server|client ...
+  make-certs.py DIR [--gateway-ip ADDR] HOST:ADDR:server|client ...
 
 Per host (ECDSA P-256, two years; the CA ten):
   HOST-consul.pem  Consul agent. Servers carry server.<dc>.consul, which
@@ -17,7 +17,8 @@ Per host (ECDSA P-256, two years; the CA ten):
                    rule for verify_server_hostname.
   HOST-redis.pem   Redis and Sentinel: server and client of each other
                    (replication, Sentinel's links), named by IP.
-  HOST-gateway.pem Traefik's HTTPS entrypoint.
+  HOST-gateway.pem Traefik's HTTPS entrypoint; with --gateway-ip, also the
+                   floating gateway address any host may hold.
 Every certificate also names localhost, 127.0.0.1, HOST and ADDR, so a tool
 on the host and a peer on the cluster network verify the same certificate.
 cli.pem is a client certificate for operators' tools (Nomad and Consul CLI,
@@ -148,7 +149,15 @@ def parse_host(spec):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    directory, hosts = sys.argv[1], [parse_host(s) for s in sys.argv[2:]]
+    args = sys.argv[2:]
+    gateway_ips = []
+    if args[:1] == ["--gateway-ip"]:
+        try:
+            gateway_ips = [str(ipaddress.ip_address(args[1]))]
+        except (IndexError, ValueError):
+            sys.exit(f"make-certs: --gateway-ip wants an IP address, got {args[1:2]}")
+        args = args[2:]
+    directory, hosts = sys.argv[1], [parse_host(s) for s in args]
     tls = os.path.join(directory, "tls")
     os.makedirs(tls, mode=0o700, exist_ok=True)
     os.chmod(tls, 0o700)
@@ -161,7 +170,8 @@ def main():
         issue(tls, ca, f"{name}-consul", f"{name} consul", consul + local, ips, SERVER_AND_CLIENT)
         issue(tls, ca, f"{name}-nomad", f"{name} nomad", nomad + local, ips, SERVER_AND_CLIENT)
         issue(tls, ca, f"{name}-redis", f"{name} redis", local, ips, SERVER_AND_CLIENT)
-        issue(tls, ca, f"{name}-gateway", f"{name} gateway", local, ips, [ExtendedKeyUsageOID.SERVER_AUTH])
+        issue(tls, ca, f"{name}-gateway", f"{name} gateway", local, ips + gateway_ips,
+              [ExtendedKeyUsageOID.SERVER_AUTH])
     issue(tls, ca, "cli", "operator", [f"cli.{REGION}.nomad", f"cli.{DATACENTER}.consul"], [],
           [ExtendedKeyUsageOID.CLIENT_AUTH])
 

@@ -133,9 +133,24 @@ impl<S: CountStore> Routes<S> {
     }
 
     /// Probes run in the span: a breaker opening on the way logs a line.
+    ///
+    /// An incrementing service whose primary is gone (a failover: none known
+    /// yet, or the one named does not answer) stays ready while it reaches a
+    /// replica: every instance is in the same state, each holds increments
+    /// until the new primary is known (`--primary-wait-ms`), and dropping
+    /// them all from routing would only turn held increments into the
+    /// gateway's 503s, then cost the time to route to them again (measured:
+    /// ~1.2 s of "no available server" after each failover). An instance that
+    /// reaches no Redis node at all is not ready.
     async fn ready(&self, log: &RequestSpan<'_>) -> Response<Body> {
         let side = if self.role.increments() { Side::Write } else { Side::Read };
-        match self.store.probe(side).instrument(log.span().clone()).await {
+        let probed = match self.store.probe(side).instrument(log.span().clone()).await {
+            Err(err) if matches!(side, Side::Write) => {
+                self.store.probe(Side::Read).instrument(log.span().clone()).await.map_err(|_| err)
+            }
+            other => other,
+        };
+        match probed {
             Ok(()) => response::text(StatusCode::OK, "ready\n"),
             Err(err) => log.span().in_scope(|| {
                 warn!(cause = %err, "not ready");

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::Shared;
-use crate::discovery::Endpoints;
 use super::nodes::CallError;
+use crate::discovery::Endpoints;
 use crate::logic::{Count, StoreError};
 
 /// A replica whose last acknowledgement is older than this many seconds is not in
@@ -30,27 +32,38 @@ const TRACK_EVERY: Duration = Duration::from_millis(250);
 /// first: its increment may be applied, so its callers must learn the outcome.
 ///
 /// A failover leaves no primary known for a few seconds (Sentinel's election,
-/// then Consul's role check). A batch is held through that, up to
-/// `primary_wait`, so a failover costs its callers latency instead of a 503;
-/// likewise once when the primary it was sent to answers READONLY (demoted: the
-/// increment was not applied, so sending it again cannot count it twice).
+/// then Consul's role check), and before that a dead primary still named. A
+/// batch is held through both, `primary_wait` in all, so a failover costs its
+/// callers latency instead of a 503: while no primary is known; and when the
+/// primary named did not take the batch (it answered READONLY, being demoted,
+/// or its breaker is open after failures), until another is named or the
+/// breaker allows a trial. In those cases nothing was applied, so sending the
+/// batch again cannot count it twice.
 pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
     while let Some(mut batch) = shared.writes.next_batch(&shutdown).await {
-        let mut demoted = None;
+        let hold_until = Instant::now() + shared.settings.now().primary_wait;
+        let mut refused_by = None;
+        let mut retry_in: Option<Duration> = None;
         let outcome = loop {
-            wait_for_primary(&shared, demoted, &shutdown).await;
+            let until = retry_in.map_or(hold_until, |wait| hold_until.min(Instant::now() + wait));
+            wait_for_primary(&shared, refused_by, until, &shutdown).await;
             // Callers who gave up while held need no answer, and no write.
             batch.retain(|reply| !reply.is_closed());
             if batch.is_empty() {
                 break None;
             }
             match write_once(&shared, &mut conn, batch.len()).await {
-                Written::Demoted(addr, _) if demoted.is_none() && !shutdown.is_cancelled() => {
-                    debug!(endpoint = %addr, "the primary refused the write as a replica; holding it for the next one");
-                    demoted = Some(addr);
+                Written::NotTaken { by, err, retry_in: wait }
+                    if Instant::now() < hold_until && !shutdown.is_cancelled() =>
+                {
+                    debug!(endpoint = %by, cause = %err, "the primary did not take the write; holding it");
+                    refused_by = Some(by);
+                    // Breaker open: try again when it allows a trial, if no
+                    // other primary is named by then. READONLY: only another.
+                    retry_in = wait;
                 }
-                Written::Demoted(_, err) => break Some(Err(err)),
+                Written::NotTaken { err, .. } => break Some(Err(err)),
                 Written::Done(result) => break Some(result),
             }
         };
@@ -74,32 +87,32 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Returns once a primary other than `not` is known, `primary_wait` has
-/// passed, or `shutdown` fires; at once when one is known already.
-async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, shutdown: &CancellationToken) {
+/// Returns once a primary other than `not` is known, `until` has passed, or
+/// `shutdown` fires; at once when one is known already.
+async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, until: Instant, shutdown: &CancellationToken) {
     let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not);
     let mut endpoints = shared.endpoints.clone();
     if usable(&endpoints.borrow_and_update()) {
         return;
     }
-    let limit = shared.settings.now().primary_wait;
-    let started = tokio::time::Instant::now();
-    let _ = shutdown.run_until_cancelled(tokio::time::timeout(limit, endpoints.wait_for(usable))).await;
+    let started = Instant::now();
+    let _ = shutdown.run_until_cancelled(tokio::time::timeout_at(until, endpoints.wait_for(usable))).await;
     debug!(held_ms = started.elapsed().as_millis() as u64, "write held for a primary");
 }
 
 /// What one attempt at a batch came to.
 enum Written {
     Done(Result<Count, StoreError>),
-    /// The node named primary answered READONLY: nothing was applied.
-    Demoted(SocketAddr, StoreError),
+    /// The node named primary applied nothing: it answered READONLY
+    /// (`retry_in` None), or its breaker is open for `retry_in`.
+    NotTaken {
+        by: SocketAddr,
+        err: StoreError,
+        retry_in: Option<Duration>,
+    },
 }
 
-async fn write_once(
-    shared: &Shared,
-    conn: &mut Option<(SocketAddr, MultiplexedConnection)>,
-    n: usize,
-) -> Written {
+async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedConnection)>, n: usize) -> Written {
     let primary = shared.endpoints.borrow().primary;
     let Some(primary) = primary else {
         return Written::Done(Err(StoreError::unavailable("incrementing: no single healthy primary known")));
@@ -159,8 +172,12 @@ async fn write_once(
             if matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
                 *conn = None;
             }
-            if err.is_read_only() {
-                return Written::Demoted(primary, err.into_store_error("incrementing"));
+            let retry_in = match err {
+                CallError::BreakerOpen(wait) => Some(wait),
+                _ => None,
+            };
+            if err.is_read_only() || retry_in.is_some() {
+                return Written::NotTaken { by: primary, err: err.into_store_error("incrementing"), retry_in };
             }
             Err(err.into_store_error("incrementing"))
         }

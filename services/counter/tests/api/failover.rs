@@ -90,3 +90,63 @@ async fn an_increment_refused_by_a_demoted_primary_is_counted_once_on_the_new_on
     assert_eq!(answer.text().await.unwrap().trim(), "1");
     assert_eq!(new.count("counter"), 1, "counted once, on the new primary");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web_inc_stays_ready_through_a_failover_while_it_reaches_a_replica() {
+    let (consul, primary, replica) = blocking(|| {
+        let (primary, replica) = RedisServer::pair();
+        (ConsulAgent::dev(), primary, replica)
+    })
+    .await;
+    consul.register("redis-primary", "primary", primary.port);
+    consul.register("redis-replica", "replica", replica.port);
+    let url = spawn_inc_on(&consul, &[]).await;
+    let ready = format!("{}/health/ready", url.trim_end_matches("/inc"));
+    let status = || async { client().get(&ready).send().await.unwrap().status() };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status().await != 200 {
+        assert!(Instant::now() < deadline, "web-inc never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The primary's entry is gone (its check failed): no primary known.
+    consul.deregister("primary");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status().await, 200, "unready in a failover while a replica answers");
+
+    // No Redis node answers at all: not ready.
+    blocking(move || drop((primary, replica))).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while status().await != 503 {
+        assert!(Instant::now() < deadline, "still ready with no Redis node answering");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_meeting_an_open_breaker_on_a_dead_primary_is_held_for_the_new_one() {
+    let (consul, new, replica, dead_port) = blocking(|| {
+        let (new, replica) = RedisServer::pair();
+        // A port nothing listens on: the primary that has just died.
+        let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        (ConsulAgent::dev(), new, replica, dead_port)
+    })
+    .await;
+    consul.register("redis-primary", "dead", dead_port);
+    let url = spawn_inc_on(&consul, &["--breaker-failures", "3", "--breaker-cooldown-ms", "10000"]).await;
+    // The dead primary refuses the first three increments (connection
+    // refused, nothing sent: 503 at once); then its breaker is open.
+    for _ in 0..3 {
+        assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
+    }
+
+    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pending.is_finished(), "the open breaker's refusal was passed on instead of held");
+    consul.register("redis-primary", "new", new.port);
+    consul.deregister("dead");
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(new.count("counter"), 1);
+    drop(replica);
+}
