@@ -21,6 +21,25 @@ async fn spawn_inc_on(consul: &ConsulAgent, extra: &[&str]) -> String {
     url
 }
 
+/// Sends one increment to `url` and checks it is still unanswered 800 ms
+/// later (`what` names what it should be held through); its answer comes
+/// from the returned task.
+async fn post_held(url: String, what: &str) -> tokio::task::JoinHandle<reqwest::Response> {
+    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pending.is_finished(), "the increment was answered instead of held: {what}");
+    pending
+}
+
+/// Polls `url` until it answers `status`; panics naming `what` after 5 s.
+async fn wait_for_status(url: &str, status: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client().get(url).send().await.unwrap().status() != status {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_increment_sent_while_no_primary_is_known_waits_for_the_next_one() {
     let (consul, primary, replica) = blocking(|| {
@@ -32,9 +51,7 @@ async fn an_increment_sent_while_no_primary_is_known_waits_for_the_next_one() {
 
     // No redis-primary registered: the failover's gap.
     let sent = Instant::now();
-    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!pending.is_finished(), "the increment was answered before any primary was known");
+    let pending = post_held(url, "no primary known yet").await;
 
     consul.register("redis-primary", "primary", primary.port);
     let answer = pending.await.unwrap();
@@ -73,15 +90,9 @@ async fn an_increment_refused_by_a_demoted_primary_is_counted_once_on_the_new_on
     let url = spawn_inc_on(&consul, &[]).await;
     // Discovery has named `old` once the service answers readiness for writes.
     let ready = format!("{}/health/ready", url.trim_end_matches("/inc"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while client().get(&ready).send().await.unwrap().status() != 200 {
-        assert!(Instant::now() < deadline, "web-inc never saw the first primary");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(&ready, 200, "web-inc never saw the first primary").await;
 
-    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!pending.is_finished(), "the READONLY refusal was passed on instead of held");
+    let pending = post_held(url, "the demoted primary's READONLY").await;
 
     consul.register("redis-primary", "new", new.port);
     consul.deregister("old");
@@ -102,25 +113,17 @@ async fn web_inc_stays_ready_through_a_failover_while_it_reaches_a_replica() {
     consul.register("redis-replica", "replica", replica.port);
     let url = spawn_inc_on(&consul, &[]).await;
     let ready = format!("{}/health/ready", url.trim_end_matches("/inc"));
-    let status = || async { client().get(&ready).send().await.unwrap().status() };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while status().await != 200 {
-        assert!(Instant::now() < deadline, "web-inc never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(&ready, 200, "web-inc never became ready").await;
 
     // The primary's entry is gone (its check failed): no primary known.
     consul.deregister("primary");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(status().await, 200, "unready in a failover while a replica answers");
+    let status = client().get(&ready).send().await.unwrap().status();
+    assert_eq!(status, 200, "unready in a failover while a replica answers");
 
     // No Redis node answers at all: not ready.
     blocking(move || drop((primary, replica))).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while status().await != 503 {
-        assert!(Instant::now() < deadline, "still ready with no Redis node answering");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(&ready, 503, "still ready with no Redis node answering").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -140,9 +143,7 @@ async fn an_increment_meeting_an_open_breaker_on_a_dead_primary_is_held_for_the_
         assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
     }
 
-    let pending = tokio::spawn(async move { client().post(&url).send().await.unwrap() });
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(!pending.is_finished(), "the open breaker's refusal was passed on instead of held");
+    let pending = post_held(url, "the dead primary's open breaker").await;
     consul.register("redis-primary", "new", new.port);
     consul.deregister("dead");
     let answer = pending.await.unwrap();
