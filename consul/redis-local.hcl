@@ -1,11 +1,13 @@
 # Redis instances of the local stack as Consul services. Each instance is
 # registered twice, as `redis-primary` and as `redis-replica`, and a script
-# check (redis-role-check, on PATH) lets only the registration that matches
+# check (`redis-role-watch check`, on PATH) lets only the registration that matches
 # its current role pass. After a Sentinel failover the roles swap within a
 # check interval and discovery follows without anyone re-registering.
 #
 # Checks start critical (Consul's default), so a name is never served before
-# its role has been seen.
+# its role has been seen. The timeout leaves Python room to start on a busy
+# machine (0.2-0.4 s measured, more under load; a timed-out check is
+# critical).
 #
 # Consul's ACLs are on: each registration carries the agent's token (policy
 # redis-services). @CONSUL_AGENT_TOKEN@ is a placeholder: scripts/up writes
@@ -22,9 +24,9 @@ services {
   check {
     id       = "redis-primary-6380-role"
     name     = "Redis role is primary"
-    args     = ["redis-role-check", "127.0.0.1", "6380", "primary"]
+    args     = ["redis-role-watch", "check", "127.0.0.1", "6380", "primary"]
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "3s"
   }
 }
 
@@ -37,9 +39,9 @@ services {
   check {
     id       = "redis-replica-6380-role"
     name     = "Redis role is replica, link up"
-    args     = ["redis-role-check", "127.0.0.1", "6380", "replica"]
+    args     = ["redis-role-watch", "check", "127.0.0.1", "6380", "replica"]
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "3s"
   }
 }
 
@@ -53,9 +55,9 @@ services {
   check {
     id       = "redis-primary-6381-role"
     name     = "Redis role is primary"
-    args     = ["redis-role-check", "127.0.0.1", "6381", "primary"]
+    args     = ["redis-role-watch", "check", "127.0.0.1", "6381", "primary"]
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "3s"
   }
 }
 
@@ -68,8 +70,8 @@ services {
   check {
     id       = "redis-replica-6381-role"
     name     = "Redis role is replica, link up"
-    args     = ["redis-role-check", "127.0.0.1", "6381", "replica"]
+    args     = ["redis-role-watch", "check", "127.0.0.1", "6381", "replica"]
     interval = "1s"
-    timeout  = "1s"
+    timeout  = "3s"
   }
 }

@@ -267,11 +267,18 @@ traefik_binary() {
   fi
 }
 
+# consul_config_sum: a checksum of what the local Consul agent reads.
+consul_config_sum() {
+  cat "$ETC_DIR"/consul.d/* 2>/dev/null | sha256sum
+}
+
 # link_configs: builds $COUNTER_STATE/etc, the local /etc/counter, from links
 # to the repo's files and, for what holds a token, files written from them
 # (0600), and puts the Consul role check on PATH. Idempotent.
 link_configs() {
   mkdir -p "$ETC_DIR/consul.d" "$ETC_DIR/nomad.d" "$ETC_DIR/redis" "$COUNTER_CACHE/bin"
+  local consul_before
+  consul_before=$(consul_config_sum)
   ln -sfn "$COUNTER_ROOT/consul/local.hcl" "$ETC_DIR/consul.d/local.hcl"
   ln -sfn "$COUNTER_ROOT/nomad/local.hcl" "$ETC_DIR/nomad.d/local.hcl"
   local agent
@@ -304,9 +311,18 @@ client {
   for f in primary replica sentinel; do
     ln -sfn "$COUNTER_ROOT/redis/$f.conf" "$ETC_DIR/redis/$f.conf"
   done
-  # Consul runs the check by name (consul/redis-local.hcl); on real hosts it
-  # is installed as /usr/local/bin/redis-role-check.
-  ln -sfn "$COUNTER_ROOT/consul/redis-role-check" "$COUNTER_CACHE/bin/redis-role-check"
+  # A running agent reads a changed service definition (a check's timeout,
+  # say) only when told to: SIGHUP, as the unit's ExecReload.
+  local pid
+  if [[ $(consul_config_sum) != "$consul_before" ]] && pid=$(component_pid consul); then
+    log "consul: its configuration changed; reloading it (pid $pid)"
+    kill -HUP "$pid"
+  fi
+  # Consul runs the role check by name (consul/redis-local.hcl); on real
+  # hosts it is installed as /usr/local/bin/redis-role-watch. The link by
+  # the old name, from before it was renamed, goes.
+  ln -sfn "$COUNTER_ROOT/consul/redis-role-watch" "$COUNTER_CACHE/bin/redis-role-watch"
+  rm -f "$COUNTER_CACHE/bin/redis-role-check"
   # The Redis and Sentinel units build their runtime config with it.
   ln -sfn "$COUNTER_ROOT/redis/counter-redis-config" "$COUNTER_CACHE/bin/counter-redis-config"
 }

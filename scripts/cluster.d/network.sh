@@ -41,6 +41,10 @@ machine_net_up() {
   ip -n "$ns" link set lo up
   ip -n "$ns" -4 addr show dev eth0 | grep -q "inet $addr/" ||
     ip -n "$ns" addr add "$addr/24" dev eth0
+  # A machine powered off while holding the floating gateway address left it
+  # on its namespace; it boots without it, as a real host does (keepalived
+  # adds it again if elected).
+  ip -n "$ns" addr del "$GATEWAY_VIP/24" dev eth0 2>/dev/null || true
   ip -n "$ns" link set eth0 up
 }
 

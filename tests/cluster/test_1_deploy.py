@@ -30,8 +30,33 @@ def test_the_servers_have_one_leader(cluster):
 
 def test_every_host_runs_redis_sentinel_consul_and_nomad(cluster):
     for host in cluster.hosts:
-        out = cluster.ssh(host, "systemctl is-active 'counter-redis@*' counter-sentinel consul nomad").stdout.split()
-        assert out == ["active"] * 4, f"{host}: {out}"
+        out = cluster.ssh(host, "systemctl is-active 'counter-redis@*' counter-sentinel counter-redis-role-watch "
+                                "consul nomad").stdout.split()
+        assert out == ["active"] * 5, f"{host}: {out}"
+
+
+def role_checks(cluster, host):
+    """The Redis role checks held by host's Consul agent: {check id: check}."""
+    return {c["CheckID"]: c for c in cluster.consul_api(f"/v1/health/node/{host}") if c["CheckID"].endswith("-role")}
+
+
+def test_the_role_checks_follow_the_role_watch_and_expire_without_it(cluster):
+    host = cluster.hosts[1]
+    checks = role_checks(cluster, host)
+    # Its own Redis and its ring neighbour's, as primary and as replica.
+    assert len(checks) == 4 and all(c["Type"] == "ttl" for c in checks.values()), checks
+    assert sum(c["Status"] == "passing" for c in checks.values()) == 2, checks
+    primary = cluster.primary()
+    cluster.ssh(host, "systemctl stop counter-redis-role-watch")
+    try:
+        eventually(lambda: all(c["Status"] == "critical" for c in role_checks(cluster, host).values()), 20,
+                   f"{host}'s role checks expired after its role watch stopped")
+        # The primary's other registration (on another host's agent) still names it.
+        assert cluster.primary() == primary
+    finally:
+        cluster.ssh(host, "systemctl start counter-redis-role-watch")
+    eventually(lambda: sum(c["Status"] == "passing" for c in role_checks(cluster, host).values()) == 2, 20,
+               f"{host}'s role checks passing again with the role watch back")
 
 
 def test_web_runs_on_distinct_hosts_one_per_host(cluster):

@@ -245,9 +245,11 @@ impl Config {
             None => flags.reloadable.clone(),
         };
         let redis = match (flags.redis_primary, flags.consul) {
-            (Some(primary), _) => {
-                RedisSource::Fixed(Endpoints { primary: Some(primary), replicas: flags.redis_replicas })
-            }
+            (Some(primary), _) => RedisSource::Fixed(Endpoints {
+                primary: Some(primary),
+                replicas: flags.redis_replicas,
+                contested: Vec::new(),
+            }),
             (None, Some(url)) => RedisSource::Consul { url, token: consul_token, tls: consul_tls },
             (None, None) => {
                 return Err((

@@ -23,10 +23,15 @@ pub const REPLICA_SERVICE: &str = "redis-replica";
 /// The Redis nodes the store may use right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoints {
-    /// None while no single healthy primary is known: writes then fail fast
-    /// instead of guessing between two nodes that both claim the role.
+    /// None while no single healthy primary is known: writes are then held,
+    /// or sent to the one of `contested` that proves to be the primary.
     pub primary: Option<SocketAddr>,
     pub replicas: Vec<SocketAddr>,
+    /// Every healthy `redis-primary` when more than one is (else empty). Seen
+    /// after a partition: the cut-off old primary's entry stays healthy in
+    /// the catalog until Consul's agents catch up, which took 20 s when one
+    /// agent's sync was stuck on an RPC to the cut-off Consul leader.
+    pub contested: Vec<SocketAddr>,
 }
 
 /// A source of [`Endpoints`] that the store follows. It holds the sender, so
@@ -164,7 +169,11 @@ impl Watcher {
         let service = self.service;
         let changed = self.tx.send_if_modified(|endpoints| {
             let next = match service {
-                PRIMARY_SERVICE => Endpoints { primary: single(&addrs, service), ..endpoints.clone() },
+                PRIMARY_SERVICE => Endpoints {
+                    primary: single(&addrs, service),
+                    contested: if addrs.len() > 1 { addrs.clone() } else { Vec::new() },
+                    ..endpoints.clone()
+                },
                 _ => Endpoints { replicas: addrs.clone(), ..endpoints.clone() },
             };
             let changed = *endpoints != next;
@@ -183,7 +192,7 @@ fn single(addrs: &[SocketAddr], service: &str) -> Option<SocketAddr> {
         [one] => Some(*one),
         [] => None,
         many => {
-            warn!(service, endpoints = ?many, "more than one healthy primary; refusing writes until one remains");
+            warn!(service, endpoints = ?many, "more than one healthy primary; writing only to the one that proves to be it");
             None
         }
     }

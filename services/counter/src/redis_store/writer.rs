@@ -27,6 +27,9 @@ use crate::logic::{Count, StoreError};
 const MAX_IN_SYNC_LAG_S: u64 = 2;
 /// How often the primary's replication state is read to know who is in sync.
 const TRACK_EVERY: Duration = Duration::from_millis(250);
+/// How soon several nodes named primary are looked at again when none proved
+/// to be it (a failover still under way).
+const PROVE_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 /// Runs one write lane until `shutdown` fires. A batch already sent is answered
 /// first: its increment may be applied, so its callers must learn the outcome.
@@ -37,8 +40,8 @@ const TRACK_EVERY: Duration = Duration::from_millis(250);
 /// callers latency instead of a 503: while no primary is known; and when the
 /// primary named did not take the batch (it answered READONLY, being demoted,
 /// or its breaker is open after failures), until another is named or the
-/// breaker allows a trial. In those cases nothing was applied, so sending the
-/// batch again cannot count it twice.
+/// breaker allows a trial (and on, if by then none is named). In those cases
+/// nothing was applied, so sending the batch again cannot count it twice.
 pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
     while let Some(mut batch) = shared.writes.next_batch(&shutdown).await {
@@ -64,6 +67,18 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
                     retry_in = wait;
                 }
                 Written::NotTaken { err, .. } => break Some(Err(err)),
+                // No primary named (any more): a breaker's trial came while
+                // none was. Or several are named and none proved to be it.
+                // Nothing was sent, so hold on for the next one.
+                Written::NoPrimary(_) if Instant::now() < hold_until && !shutdown.is_cancelled() => {
+                    refused_by = None;
+                    retry_in = None;
+                    if !shared.endpoints.borrow().contested.is_empty() {
+                        let again = hold_until.min(Instant::now() + PROVE_AGAIN_AFTER);
+                        let _ = shutdown.run_until_cancelled(tokio::time::sleep_until(again)).await;
+                    }
+                }
+                Written::NoPrimary(err) => break Some(Err(err)),
                 Written::Done(result) => break Some(result),
             }
         };
@@ -87,10 +102,11 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Returns once a primary other than `not` is known, `until` has passed, or
+/// Returns once a primary other than `not` is known (or several are, to
+/// choose from), `until` has passed, or
 /// `shutdown` fires; at once when one is known already.
 async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, until: Instant, shutdown: &CancellationToken) {
-    let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not);
+    let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not) || !e.contested.is_empty();
     let mut endpoints = shared.endpoints.clone();
     if usable(&endpoints.borrow_and_update()) {
         return;
@@ -103,6 +119,8 @@ async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, until: Insta
 /// What one attempt at a batch came to.
 enum Written {
     Done(Result<Count, StoreError>),
+    /// No primary is named: nothing was sent.
+    NoPrimary(StoreError),
     /// The node named primary applied nothing: it answered READONLY
     /// (`retry_in` None), or its breaker is open for `retry_in`.
     NotTaken {
@@ -113,9 +131,13 @@ enum Written {
 }
 
 async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedConnection)>, n: usize) -> Written {
-    let primary = shared.endpoints.borrow().primary;
+    let named = shared.endpoints.borrow().primary;
+    let primary = match named {
+        Some(primary) => Some(primary),
+        None => prove_primary(shared).await,
+    };
     let Some(primary) = primary else {
-        return Written::Done(Err(StoreError::unavailable("incrementing: no single healthy primary known")));
+        return Written::NoPrimary(StoreError::unavailable("incrementing: no single healthy primary known"));
     };
     let wanted = shared.in_sync.load(Ordering::Relaxed).max(1);
     let settings = &shared.settings;
@@ -184,6 +206,43 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
     })
 }
 
+/// Of the nodes Consul names primary when several are (`contested`), the one
+/// that is: it answers `role:master` with an in-sync replica, the role
+/// watch's own rule, checked from here. None unless exactly one does. A node
+/// cut off from this instance fails the look; an old primary left behind a
+/// partition has no in-sync replica once its replicas follow the new one.
+/// Safe even if a look is wrong: a write is acknowledged only after every
+/// in-sync replica confirmed it (`WAIT`), which a node without replicas
+/// cannot get.
+async fn prove_primary(shared: &Shared) -> Option<SocketAddr> {
+    let contested = shared.endpoints.borrow().contested.clone();
+    let timeout = shared.settings.attempt_timeout();
+    let mut proven = Vec::new();
+    for addr in contested {
+        let info = shared
+            .nodes
+            .call(addr, timeout, |mut conn| async move {
+                redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
+            })
+            .await;
+        if info.is_ok_and(|info| is_writable_primary(&info)) {
+            proven.push(addr);
+        }
+    }
+    match proven[..] {
+        [one] => {
+            debug!(endpoint = %one, "of several named primary, this one proved to be it");
+            Some(one)
+        }
+        _ => None,
+    }
+}
+
+/// `INFO replication` of a primary that takes writes: master, a replica in sync.
+pub(crate) fn is_writable_primary(info: &str) -> bool {
+    info.lines().any(|line| line.trim_end() == "role:master") && count_in_sync(info) >= 1
+}
+
 /// Keeps `shared.in_sync` at the number of replicas the primary sees in sync,
 /// until `shutdown` fires.
 pub(crate) async fn track_replicas(shared: Arc<Shared>, shutdown: CancellationToken) {
@@ -228,7 +287,15 @@ pub(crate) fn count_in_sync(info: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::count_in_sync;
+    use super::{count_in_sync, is_writable_primary};
+
+    #[test]
+    fn a_master_with_an_in_sync_replica_takes_writes_and_others_do_not() {
+        let replica = "slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0";
+        assert!(is_writable_primary(&format!("# Replication\r\nrole:master\r\n{replica}\r\n")));
+        assert!(!is_writable_primary("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"));
+        assert!(!is_writable_primary(&format!("role:slave\r\n{replica}\r\n")));
+    }
 
     #[test]
     fn counts_online_replicas_with_a_recent_ack() {

@@ -40,6 +40,30 @@ async fn wait_for_status(url: &str, status: u16, what: &str) {
     }
 }
 
+/// A port nothing listens on: a primary that has just died.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A web-inc whose only named primary is dead and whose breaker on it is open
+/// (for `cooldown_ms`), and a live primary-replica pair not yet named:
+/// (consul, the live primary, its replica, the `/inc` URL).
+async fn breaker_open_on_a_dead_primary(cooldown_ms: &str) -> (ConsulAgent, RedisServer, RedisServer, String) {
+    let (consul, new, replica, dead) = blocking(|| {
+        let (new, replica) = RedisServer::pair();
+        (ConsulAgent::dev(), new, replica, dead_port())
+    })
+    .await;
+    consul.register("redis-primary", "dead", dead);
+    let url = spawn_inc_on(&consul, &["--breaker-failures", "3", "--breaker-cooldown-ms", cooldown_ms]).await;
+    // The dead primary refuses the first three increments (connection
+    // refused, nothing sent: 503 at once); then its breaker is open.
+    for _ in 0..3 {
+        assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
+    }
+    (consul, new, replica, url)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_increment_sent_while_no_primary_is_known_waits_for_the_next_one() {
     let (consul, primary, replica) = blocking(|| {
@@ -128,26 +152,57 @@ async fn web_inc_stays_ready_through_a_failover_while_it_reaches_a_replica() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_increment_meeting_an_open_breaker_on_a_dead_primary_is_held_for_the_new_one() {
-    let (consul, new, replica, dead_port) = blocking(|| {
-        let (new, replica) = RedisServer::pair();
-        // A port nothing listens on: the primary that has just died.
-        let dead_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        (ConsulAgent::dev(), new, replica, dead_port)
-    })
-    .await;
-    consul.register("redis-primary", "dead", dead_port);
-    let url = spawn_inc_on(&consul, &["--breaker-failures", "3", "--breaker-cooldown-ms", "10000"]).await;
-    // The dead primary refuses the first three increments (connection
-    // refused, nothing sent: 503 at once); then its breaker is open.
-    for _ in 0..3 {
-        assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
-    }
-
+    let (consul, new, replica, url) = breaker_open_on_a_dead_primary("10000").await;
     let pending = post_held(url, "the dead primary's open breaker").await;
     consul.register("redis-primary", "new", new.port);
     consul.deregister("dead");
     let answer = pending.await.unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(new.count("counter"), 1);
+    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_held_by_an_open_breaker_waits_on_when_no_primary_is_named_at_its_trial() {
+    let (consul, new, replica, url) = breaker_open_on_a_dead_primary("300").await;
+    // Held by the open breaker; then the dead primary's entry goes (its check
+    // failed) and the breaker's trial, 300 ms on, finds no primary named:
+    // the increment must wait on for the new one, not be refused then.
+    let pending = tokio::spawn({
+        let url = url.clone();
+        async move { client().post(&url).send().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    consul.deregister("dead");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!pending.is_finished(), "refused at the breaker's trial instead of held");
+    consul.register("redis-primary", "new", new.port);
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(new.count("counter"), 1);
+    drop(replica);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_several_primaries_named_the_increment_goes_to_the_one_that_has_a_replica() {
+    // After a partition Consul may name the cut-off old primary (here: a
+    // port nothing answers on) and a restarted one without replicas next to
+    // the real primary, until its agents catch up.
+    let (consul, primary, replica, lone, dead_port) = blocking(|| {
+        let (primary, replica) = RedisServer::pair();
+        let lone = RedisServer::primary();
+        (ConsulAgent::dev(), primary, replica, lone, dead_port())
+    })
+    .await;
+    consul.register("redis-primary", "cut-off", dead_port);
+    consul.register("redis-primary", "lone", lone.port);
+    consul.register("redis-primary", "primary", primary.port);
+    let url = spawn_inc_on(&consul, &[]).await;
+
+    let answer = client().post(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap().trim(), "1");
+    assert_eq!(primary.count("counter"), 1);
+    assert_eq!(lone.count("counter"), 0, "nothing written to the master without a replica");
     drop(replica);
 }
