@@ -16,3 +16,23 @@ def test_hostile_input_through_the_gateway_gets_4xx_or_a_close_and_changes_nothi
     n, failures = hostile.suite("127.0.0.1", 8080, ("127.0.0.1", 6380), "gateway", seed=7, workers=24)
     assert n >= 200
     assert not failures, f"{len(failures)} of {n} hostile cases failed:\n" + "\n".join(failures)
+
+
+def test_an_oversized_body_through_the_gateway_gets_413_every_time():
+    # web answered 413 before reading the body and closed; the reset that the
+    # unread bytes caused sometimes reached Traefik before the answer, which it
+    # then reported as 502 (12 of 400 tries). web now reads such a body (up to
+    # 1 MiB, 1 s) before answering. 300 tries: before, ~9 would fail.
+    import collections
+    import socket
+
+    request = b"POST /inc HTTP/1.1\r\nHost: counter.test\r\nContent-Length: 65536\r\n\r\n" + b"b" * 65536
+    outcomes = collections.Counter()
+    for _ in range(300):
+        with socket.create_connection(("127.0.0.1", 8080), timeout=5) as s:
+            try:
+                s.sendall(request)
+                outcomes[s.recv(12).decode(errors="replace") or "closed"] += 1
+            except OSError as e:
+                outcomes[type(e).__name__] += 1
+    assert dict(outcomes) == {"HTTP/1.1 413": 300}, dict(outcomes)

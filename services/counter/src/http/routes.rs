@@ -31,8 +31,11 @@ use crate::metrics::Metrics;
 const MAX_BODY_BYTES: usize = 1024;
 /// A request answered slower than this is logged at `info` (microseconds).
 const SLOW_US: u64 = 100_000;
-/// How long a refused chunked body may take to arrive before the 411 goes out anyway.
+/// How long a refused body may take to arrive before the 411 or 413 goes out anyway.
 const REFUSED_BODY_TIMEOUT: Duration = Duration::from_secs(1);
+/// A refused body declared up to this size is read (and discarded) before the
+/// 413; a larger one is refused unread.
+const MAX_DRAINED_BYTES: u64 = 1 << 20;
 /// A slow body must not hold a connection past this.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -230,18 +233,18 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
     // drops the latter, so a CL+TE conflict (request smuggling's shape) cannot be
     // told from plain chunked here. `/inc` needs no body: refuse chunked outright.
     if req.headers().contains_key(header::TRANSFER_ENCODING) {
-        // Read what a proxy is still sending first (bounded in size and time):
-        // closing with unread bytes makes the kernel send a reset, which can
-        // beat the answer to the proxy, and Traefik then reports a 502.
-        let unread = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
-        let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, unread).await;
+        discard(req.into_body(), MAX_BODY_BYTES as u64).await;
         return Err(response::error(StatusCode::LENGTH_REQUIRED, "length_required", "chunked bodies are not accepted"));
     }
     let body = req.into_body();
     if body.is_end_stream() {
         return Ok(());
     }
-    if body.size_hint().lower() > MAX_BODY_BYTES as u64 {
+    let declared = body.size_hint().lower();
+    if declared > MAX_BODY_BYTES as u64 {
+        if declared <= MAX_DRAINED_BYTES {
+            discard(body, MAX_DRAINED_BYTES).await;
+        }
         return Err(too_large());
     }
     match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, MAX_BODY_BYTES).collect()).await {
@@ -251,6 +254,16 @@ async fn drain_small_body(req: Request<Incoming>) -> Result<(), Response<Body>> 
         Ok(Err(_)) => Err(response::error(StatusCode::BAD_REQUEST, "bad_body", "malformed request body")),
         Err(_) => Err(response::error(StatusCode::REQUEST_TIMEOUT, "body_timeout", "request body too slow")),
     }
+}
+
+/// Reads and drops what a proxy is still sending of a refused body, at most
+/// `limit` bytes within [`REFUSED_BODY_TIMEOUT`]: closing with unread bytes
+/// makes the kernel send a reset, which can beat the answer to the proxy, and
+/// Traefik then reports a 502 instead of the 4xx (seen with a 64 KiB body).
+async fn discard(body: Incoming, limit: u64) {
+    let mut body = Limited::new(body, limit as usize);
+    let read_all = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(REFUSED_BODY_TIMEOUT, read_all).await;
 }
 
 #[cfg(test)]
