@@ -120,16 +120,23 @@ unit_values() {
 }
 
 # unit_run_pre <unit file> <instance>: runs the unit's ExecStartPre= lines
-# (a leading "-" ignores failure, as systemd does) and creates its
-# StateDirectory=.
+# and creates its StateDirectory=.
 unit_run_pre() {
-  local unit=$1 instance=${2:-} dirs pres line w words ignore cmd
+  local unit=$1 instance=${2:-} dirs line
   # Captured first: a die inside a process substitution would go unnoticed.
   dirs=$(unit_values "$unit" "$instance" StateDirectory) || exit 1
-  pres=$(unit_values "$unit" "$instance" ExecStartPre) || exit 1
   while IFS= read -r line; do
     [[ -n $line ]] && mkdir -p "$(map_unit_path "/var/lib/$line")"
   done <<<"$dirs"
+  unit_run_lines "$unit" "$instance" ExecStartPre
+}
+
+# unit_run_lines <unit file> <instance> <key>: runs the unit's <key>= lines
+# (ExecStartPre, ExecStartPost) in order, paths mapped; a leading "-"
+# ignores failure, as systemd does.
+unit_run_lines() {
+  local unit=$1 instance=$2 key=$3 pres line w words ignore cmd
+  pres=$(unit_values "$unit" "$instance" "$key") || exit 1
   while IFS= read -r line; do
     [[ -n $line ]] || continue
     ignore=false
@@ -138,7 +145,7 @@ unit_run_pre() {
     cmd=()
     for w in "${words[@]}"; do cmd+=("$(map_unit_path "$w")"); done
     if ! "${cmd[@]}" && ! $ignore; then
-      die "systemd/$unit: ExecStartPre failed: ${cmd[*]}"
+      die "systemd/$unit: $key failed: ${cmd[*]}"
     fi
   done <<<"$pres"
 }
@@ -325,6 +332,7 @@ client {
   rm -f "$COUNTER_CACHE/bin/redis-role-check"
   # The Redis and Sentinel units build their runtime config with it.
   ln -sfn "$COUNTER_ROOT/redis/counter-redis-config" "$COUNTER_CACHE/bin/counter-redis-config"
+  ln -sfn "$COUNTER_ROOT/redis/counter-sentinel-timers" "$COUNTER_CACHE/bin/counter-sentinel-timers"
 }
 
 # proc_field <pid> <n>: field n of /proc/<pid>/stat (3 state, 22 start time).
@@ -425,6 +433,11 @@ wait_component() {
     fi
     sleep 0.2
   done
+  local unit instance
+  if read -r unit instance < <(component_unit "$name"); then
+    # What systemd runs once the service is up (ExecStartPost=).
+    unit_run_lines "$unit" "${instance:-}" ExecStartPost
+  fi
   log "$name: ready"
 }
 

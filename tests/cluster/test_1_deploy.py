@@ -35,6 +35,35 @@ def test_every_host_runs_redis_sentinel_consul_and_nomad(cluster):
         assert out == ["active"] * 5, f"{host}: {out}"
 
 
+def unit_sentinel_timers():
+    """{NAME: ms} from counter-sentinel.service's ExecStartPost line."""
+    unit = (REPO / "systemd" / "counter-sentinel.service").read_text()
+    line = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPost=") and "counter-sentinel-timers" in ln)
+    words = line.split()[2:]  # after the program and the config file
+    return {name.upper(): value for name, value in zip(words[::2], words[1::2])}
+
+
+def sentinel_timers(cluster, host):
+    words = cluster.sentinel_cli(host, "SENTINEL", "DEBUG").split()
+    return dict(zip(words[::2], words[1::2]))
+
+
+def test_every_sentinel_runs_with_the_units_timers_even_after_a_restart(cluster):
+    want = unit_sentinel_timers()
+    assert set(want) == {"PING-PERIOD", "INFO-PERIOD"}, want
+    for host in cluster.hosts:
+        got = sentinel_timers(cluster, host)
+        assert {k: got.get(k) for k in want} == want, f"{host}: {got}"
+    # SENTINEL DEBUG does not outlive the process: the unit sets it again.
+    host = cluster.hosts[-1]
+    cluster.ssh(host, "systemctl restart counter-sentinel")
+    got = sentinel_timers(cluster, host)
+    assert {k: got.get(k) for k in want} == want, f"{host} after a restart: {got}"
+    eventually(lambda: "num-other-sentinels\n%d" % (len(cluster.hosts) - 1)
+               in cluster.sentinel_cli(host, "SENTINEL", "master", "counter"), 30,
+               f"{host}'s Sentinel knows the others again")
+
+
 def role_checks(cluster, host):
     """The Redis role checks held by host's Consul agent: {check id: check}."""
     return {c["CheckID"]: c for c in cluster.consul_api(f"/v1/health/node/{host}") if c["CheckID"].endswith("-role")}

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from conftest import (CONSUL, GATEWAY, STATE, TRAEFIK_API, get_json, http,
+from conftest import (CONSUL, GATEWAY, REPO, STATE, TRAEFIK_API, get_json, http,
                       run, wait_for)
 
 JOBS = ["traefik", "web", "web-inc"]
@@ -98,6 +98,16 @@ def test_exactly_one_redis_instance_passes_as_primary_and_one_as_replica():
     # And Redis agrees with Consul.
     assert run("redis-cli", "-p", str(primary_port), "ROLE").stdout.split()[0] == "master"
     assert run("redis-cli", "-p", str(replica_port), "ROLE").stdout.split()[0] == "slave"
+
+
+def test_sentinel_runs_with_the_timers_its_unit_sets():
+    # scripts/up runs the unit's ExecStartPost as systemd would.
+    unit = (REPO / "systemd" / "counter-sentinel.service").read_text()
+    words = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPost=")).split()[2:]
+    want = {name.upper(): value for name, value in zip(words[::2], words[1::2])}
+    reply = run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG").stdout.split()
+    got = dict(zip(reply[::2], reply[1::2]))
+    assert want and {k: got.get(k) for k in want} == want, got
 
 
 @pytest.mark.parametrize("job,count", [("web", 2), ("web-inc", 1)])
