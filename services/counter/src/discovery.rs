@@ -24,7 +24,8 @@ pub const REPLICA_SERVICE: &str = "redis-replica";
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Endpoints {
     /// None while no single healthy primary is known: writes are then held,
-    /// or sent to the one of `contested` that proves to be the primary.
+    /// or sent to the node Consul names (here or in `contested` or
+    /// `replicas`) that proves to be the primary.
     pub primary: Option<SocketAddr>,
     pub replicas: Vec<SocketAddr>,
     /// Every healthy `redis-primary` when more than one is (else empty). Seen

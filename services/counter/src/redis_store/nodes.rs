@@ -58,16 +58,19 @@ impl CallError {
         }
     }
 
-    /// READONLY: the node is a replica now (demoted in a failover) and applied
-    /// nothing; alone or as one of a pipeline's errors.
-    pub(crate) fn is_read_only(&self) -> bool {
+    /// The node refused a write before running it, so it applied nothing:
+    /// READONLY (a replica now, demoted in a failover) or NOREPLICAS (a
+    /// master without an in-sync replica: an old primary back from a
+    /// partition, its write guard on); alone or as one of a pipeline's errors.
+    pub(crate) fn is_write_refused_unapplied(&self) -> bool {
+        const CODES: [&str; 2] = ["READONLY", "NOREPLICAS"];
         match self {
             CallError::Refused(err) => {
-                err.code() == Some("READONLY")
+                err.code().is_some_and(|code| CODES.contains(&code))
                     || err
                         .clone()
                         .into_server_errors()
-                        .is_some_and(|errors| errors.iter().any(|(_, e)| e.code() == "READONLY"))
+                        .is_some_and(|errors| errors.iter().any(|(_, e)| CODES.contains(&e.code())))
             }
             _ => false,
         }

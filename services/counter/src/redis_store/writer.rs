@@ -27,8 +27,8 @@ use crate::logic::{Count, StoreError};
 const MAX_IN_SYNC_LAG_S: u64 = 2;
 /// How often the primary's replication state is read to know who is in sync.
 const TRACK_EVERY: Duration = Duration::from_millis(250);
-/// How soon several nodes named primary are looked at again when none proved
-/// to be it (a failover still under way).
+/// How soon the nodes are looked at again for the primary when none proved
+/// to be it (a failover still under way), while a batch is held.
 const PROVE_AGAIN_AFTER: Duration = Duration::from_millis(100);
 
 /// Runs one write lane until `shutdown` fires. A batch already sent is answered
@@ -37,34 +37,42 @@ const PROVE_AGAIN_AFTER: Duration = Duration::from_millis(100);
 /// A failover leaves no primary known for a few seconds (Sentinel's election,
 /// then Consul's role check), and before that a dead primary still named. A
 /// batch is held through both, `primary_wait` in all, so a failover costs its
-/// callers latency instead of a 503: while no primary is known; and when the
-/// primary named did not take the batch (it answered READONLY, being demoted,
-/// or its breaker is open after failures), until another is named or the
-/// breaker allows a trial (and on, if by then none is named). In those cases
-/// nothing was applied, so sending the batch again cannot count it twice.
+/// callers latency instead of a 503: while no primary is named; and when the
+/// primary named did not take the batch (it refused the connection, answered
+/// READONLY or NOREPLICAS, or its breaker is open after failures), until another is named or the
+/// breaker allows a trial (and on, if by then none is named). Meanwhile the
+/// nodes Consul names are looked at every `PROVE_AGAIN_AFTER` for the one
+/// that is primary already (`prove_primary`): the batch goes there as soon
+/// as Sentinel's promotion is complete, however late Consul says so. In
+/// those cases nothing was applied, so sending the batch again cannot count
+/// it twice.
 pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut conn: Option<(SocketAddr, MultiplexedConnection)> = None;
     while let Some(mut batch) = shared.writes.next_batch(&shutdown).await {
         let hold_until = Instant::now() + shared.settings.now().primary_wait;
         let mut refused_by = None;
+        // None: the first attempt, at once.
         let mut retry_in: Option<Duration> = None;
         let outcome = loop {
-            let until = retry_in.map_or(hold_until, |wait| hold_until.min(Instant::now() + wait));
-            wait_for_primary(&shared, refused_by, until, &shutdown).await;
+            if let Some(wait) = retry_in {
+                wait_for_primary(&shared, refused_by, hold_until.min(Instant::now() + wait), &shutdown).await;
+            }
             // Callers who gave up while held need no answer, and no write.
             batch.retain(|reply| !reply.is_closed());
             if batch.is_empty() {
                 break None;
             }
-            match write_once(&shared, &mut conn, batch.len()).await {
+            match write_once(&shared, &mut conn, batch.len(), refused_by, hold_until).await {
                 Written::NotTaken { by, err, retry_in: wait }
                     if Instant::now() < hold_until && !shutdown.is_cancelled() =>
                 {
                     debug!(endpoint = %by, cause = %err, "the primary did not take the write; holding it");
                     refused_by = Some(by);
-                    // Breaker open: try again when it allows a trial, if no
-                    // other primary is named by then. READONLY: only another.
-                    retry_in = wait;
+                    // Look again soon among the other nodes for the one that
+                    // is primary now (write_once), and meanwhile wait for
+                    // Consul to name another; with the breaker open, try the
+                    // named one again when it allows a trial.
+                    retry_in = Some(wait.map_or(PROVE_AGAIN_AFTER, |wait| wait.min(PROVE_AGAIN_AFTER)));
                 }
                 Written::NotTaken { err, .. } => break Some(Err(err)),
                 // No primary named (any more): a breaker's trial came while
@@ -72,11 +80,7 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
                 // Nothing was sent, so hold on for the next one.
                 Written::NoPrimary(_) if Instant::now() < hold_until && !shutdown.is_cancelled() => {
                     refused_by = None;
-                    retry_in = None;
-                    if !shared.endpoints.borrow().contested.is_empty() {
-                        let again = hold_until.min(Instant::now() + PROVE_AGAIN_AFTER);
-                        let _ = shutdown.run_until_cancelled(tokio::time::sleep_until(again)).await;
-                    }
+                    retry_in = Some(PROVE_AGAIN_AFTER);
                 }
                 Written::NoPrimary(err) => break Some(Err(err)),
                 Written::Done(result) => break Some(result),
@@ -102,11 +106,10 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Returns once a primary other than `not` is known (or several are, to
-/// choose from), `until` has passed, or
-/// `shutdown` fires; at once when one is known already.
+/// Returns once a single primary other than `not` is named, `until` has
+/// passed, or `shutdown` fires; at once when one is named already.
 async fn wait_for_primary(shared: &Shared, not: Option<SocketAddr>, until: Instant, shutdown: &CancellationToken) {
-    let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not) || !e.contested.is_empty();
+    let usable = |e: &Endpoints| e.primary.is_some_and(|p| Some(p) != not);
     let mut endpoints = shared.endpoints.clone();
     if usable(&endpoints.borrow_and_update()) {
         return;
@@ -121,8 +124,9 @@ enum Written {
     Done(Result<Count, StoreError>),
     /// No primary is named: nothing was sent.
     NoPrimary(StoreError),
-    /// The node named primary applied nothing: it answered READONLY
-    /// (`retry_in` None), or its breaker is open for `retry_in`.
+    /// The node named primary applied nothing: it could not be connected to
+    /// or answered READONLY or NOREPLICAS (`retry_in` None), or its breaker
+    /// is open for `retry_in`.
     NotTaken {
         by: SocketAddr,
         err: StoreError,
@@ -130,11 +134,26 @@ enum Written {
     },
 }
 
-async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedConnection)>, n: usize) -> Written {
+/// One attempt at a batch of `n`. `refused_by`: the node that did not take
+/// the batch's previous attempt (see `Written::NotTaken`); `hold_until`: when
+/// the batch's hold is up.
+async fn write_once(
+    shared: &Arc<Shared>,
+    conn: &mut Option<(SocketAddr, MultiplexedConnection)>,
+    n: usize,
+    refused_by: Option<SocketAddr>,
+    hold_until: Instant,
+) -> Written {
     let named = shared.endpoints.borrow().primary;
     let primary = match named {
-        Some(primary) => Some(primary),
-        None => prove_primary(shared).await,
+        Some(primary) if Some(primary) != refused_by => Some(primary),
+        // None named, or the one named did not take the last attempt: Consul
+        // can lag behind a failover by far more than Sentinel takes (each of
+        // its agents holds its check updates while an RPC to a cut-off Consul
+        // leader times out: 25 s measured), so look for the primary among the
+        // nodes Consul names at all; else back to the one named (its breaker
+        // decides whether it gets a trial).
+        _ => prove_primary(shared, refused_by).await.or(named),
     };
     let Some(primary) = primary else {
         return Written::NoPrimary(StoreError::unavailable("incrementing: no single healthy primary known"));
@@ -143,10 +162,14 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
     let settings = &shared.settings;
     let tunables = settings.now();
     let wait_ms = tunables.wait_timeout.as_millis() as u64;
-    // Two WAITs at most (below), so the guard allows for both.
+    // Whether the increment went out: until then a failure applied nothing.
+    let mut sent = false;
+    // WAITs again (below) until the batch's hold is up, and at least once.
+    let rewait_until = hold_until.max(Instant::now() + tunables.wait_timeout);
+    let budget = tunables.store_timeout + tunables.wait_timeout + rewait_until.duration_since(Instant::now());
     let result = shared
         .nodes
-        .guarded(primary, tunables.store_timeout + 2 * tunables.wait_timeout, async {
+        .guarded(primary, budget, async {
             let mut c = match conn {
                 Some((addr, c)) if *addr == primary => c.clone(),
                 _ => {
@@ -155,6 +178,7 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
                     c
                 }
             };
+            sent = true;
             let (value, confirmed) = redis::pipe()
                 .cmd("INCRBY")
                 .arg(&settings.key)
@@ -168,19 +192,30 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
                 return Ok((value, confirmed, wanted));
             }
             // Fewer confirmed than were in sync a moment ago. Either a replica
-            // has just left (stopped, removed, cut off): `wanted` is up to
+            // has left (stopped, removed, cut off): `wanted` is up to
             // TRACK_EVERY old, so ask the primary who is in sync now and WAIT
             // again for those (WAIT covers every earlier write of this
-            // connection, and counts only replicas still connected). Or one is
-            // slow to ack (a replica that has just joined, still busy after
-            // its sync): as many in sync, WAIT once more for all of them.
-            let info = redis::cmd("INFO").arg("replication").query_async::<String>(&mut c).await?;
-            let now = count_in_sync(&info).max(1);
-            shared.in_sync.store(now, Ordering::Relaxed);
-            let wanted = now.min(wanted);
-            let again = redis::cmd("WAIT").arg(wanted).arg(wait_ms).query_async::<i64>(&mut c).await?;
-            debug!(wanted, now, confirmed = again, "fewer replicas confirmed than were in sync; waited again");
-            Ok((value, again, wanted))
+            // connection, and counts only replicas still connected). A
+            // replica cut off by a partition stays connected and in sync for
+            // the primary until its acknowledgements are MAX_IN_SYNC_LAG_S
+            // late, so ask again until then, within the batch's hold: the
+            // others have confirmed, and the increment is answered once the
+            // cut-off one no longer counts, instead of refused (measured: ~50
+            // 503s per partition of a replica's machine). Or one is slow to
+            // ack (a replica that has just joined, still busy after its
+            // sync): as many in sync, WAIT again for all of them.
+            let mut wanted = wanted;
+            loop {
+                let info = redis::cmd("INFO").arg("replication").query_async::<String>(&mut c).await?;
+                let now = count_in_sync(&info).max(1);
+                shared.in_sync.store(now, Ordering::Relaxed);
+                wanted = now.min(wanted);
+                let again = redis::cmd("WAIT").arg(wanted).arg(wait_ms).query_async::<i64>(&mut c).await?;
+                debug!(wanted, now, confirmed = again, "fewer replicas confirmed than were in sync; waited again");
+                if again >= wanted || Instant::now() >= rewait_until {
+                    return Ok((value, again, wanted));
+                }
+            }
         })
         .await;
     Written::Done(match result {
@@ -198,7 +233,10 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
                 CallError::BreakerOpen(wait) => Some(wait),
                 _ => None,
             };
-            if err.is_read_only() || retry_in.is_some() {
+            // Not connected (refused, timed out), breaker open, READONLY or
+            // NOREPLICAS: nothing was applied, so the batch may go again,
+            // elsewhere.
+            if !sent || err.is_write_refused_unapplied() || retry_in.is_some() {
                 return Written::NotTaken { by: primary, err: err.into_store_error("incrementing"), retry_in };
             }
             Err(err.into_store_error("incrementing"))
@@ -206,32 +244,45 @@ async fn write_once(shared: &Shared, conn: &mut Option<(SocketAddr, MultiplexedC
     })
 }
 
-/// Of the nodes Consul names primary when several are (`contested`), the one
-/// that is: it answers `role:master` with an in-sync replica, the role
+/// Of the nodes Consul names (every `redis-primary` when several are, the
+/// replicas, the primary), other than `refused_by`, the one that is the
+/// primary: it answers `role:master` with an in-sync replica, the role
 /// watch's own rule, checked from here. None unless exactly one does. A node
 /// cut off from this instance fails the look; an old primary left behind a
-/// partition has no in-sync replica once its replicas follow the new one.
-/// Safe even if a look is wrong: a write is acknowledged only after every
-/// in-sync replica confirmed it (`WAIT`), which a node without replicas
-/// cannot get.
-async fn prove_primary(shared: &Shared) -> Option<SocketAddr> {
-    let contested = shared.endpoints.borrow().contested.clone();
+/// partition has no in-sync replica once its replicas follow the new one,
+/// and a replica promoted by Sentinel has one as soon as the others follow
+/// it, before Consul may say so. Safe even if a look is wrong: a write is
+/// acknowledged only after every in-sync replica confirmed it (`WAIT`),
+/// which a node without replicas cannot get.
+async fn prove_primary(shared: &Arc<Shared>, refused_by: Option<SocketAddr>) -> Option<SocketAddr> {
+    let candidates: Vec<SocketAddr> = {
+        let endpoints = shared.endpoints.borrow();
+        let mut all: Vec<SocketAddr> =
+            endpoints.contested.iter().chain(&endpoints.replicas).chain(&endpoints.primary).copied().collect();
+        all.sort();
+        all.dedup();
+        all.retain(|addr| Some(*addr) != refused_by);
+        all
+    };
     let timeout = shared.settings.attempt_timeout();
-    let mut proven = Vec::new();
-    for addr in contested {
-        let info = shared
-            .nodes
-            .call(addr, timeout, |mut conn| async move {
-                redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
-            })
-            .await;
-        if info.is_ok_and(|info| is_writable_primary(&info)) {
-            proven.push(addr);
-        }
+    // All at once: a cut-off node costs one timeout, not one per node.
+    let mut looks = tokio::task::JoinSet::new();
+    for addr in candidates {
+        let shared = Arc::clone(shared);
+        looks.spawn(async move {
+            let info = shared
+                .nodes
+                .call(addr, timeout, |mut conn| async move {
+                    redis::cmd("INFO").arg("replication").query_async::<String>(&mut conn).await
+                })
+                .await;
+            info.is_ok_and(|info| is_writable_primary(&info)).then_some(addr)
+        });
     }
+    let proven: Vec<SocketAddr> = looks.join_all().await.into_iter().flatten().collect();
     match proven[..] {
         [one] => {
-            debug!(endpoint = %one, "of several named primary, this one proved to be it");
+            debug!(endpoint = %one, "this node proved to be the primary");
             Some(one)
         }
         _ => None,

@@ -56,11 +56,10 @@ async fn breaker_open_on_a_dead_primary(cooldown_ms: &str) -> (ConsulAgent, Redi
     .await;
     consul.register("redis-primary", "dead", dead);
     let url = spawn_inc_on(&consul, &["--breaker-failures", "3", "--breaker-cooldown-ms", cooldown_ms]).await;
-    // The dead primary refuses the first three increments (connection
-    // refused, nothing sent: 503 at once); then its breaker is open.
-    for _ in 0..3 {
-        assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
-    }
+    // The dead primary refuses connections: nothing is sent, so the first
+    // increment is held and tried again every 100 ms (its breaker opens
+    // after three), and refused once the primary wait (3 s) is up.
+    assert_eq!(client().post(&url).send().await.unwrap().status(), 503);
     (consul, new, replica, url)
 }
 
@@ -204,5 +203,55 @@ async fn with_several_primaries_named_the_increment_goes_to_the_one_that_has_a_r
     assert_eq!(answer.text().await.unwrap().trim(), "1");
     assert_eq!(primary.count("counter"), 1);
     assert_eq!(lone.count("counter"), 0, "nothing written to the master without a replica");
+    drop(replica);
+}
+
+#[tokio::test]
+async fn an_increment_goes_to_the_promoted_replica_while_consul_still_names_the_dead_primary() {
+    // A partition that cuts off the Consul leader with the primary: Sentinel
+    // promotes a replica within a second or two, but every Consul agent may
+    // hold its check updates for tens of seconds, so the catalog still names
+    // the old primary (here: a port nothing answers on) and lists the new
+    // one as a replica.
+    let (consul, primary, replica, dead_port) = blocking(|| {
+        let (primary, replica) = RedisServer::pair();
+        (ConsulAgent::dev(), primary, replica, dead_port())
+    })
+    .await;
+    consul.register("redis-primary", "cut-off", dead_port);
+    consul.register("redis-replica", "promoted", primary.port);
+    consul.register("redis-replica", "replica", replica.port);
+    let url = spawn_inc_on(&consul, &[]).await;
+
+    for expected in 1..=3 {
+        let answer = client().post(&url).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "increment {expected}");
+        assert_eq!(answer.text().await.unwrap().trim(), expected.to_string());
+    }
+    assert_eq!(primary.count("counter"), 3);
+    assert_eq!(replica.count("counter"), 3, "acknowledged only once the replica had it");
+}
+
+#[tokio::test]
+async fn an_increment_refused_with_noreplicas_by_an_old_primary_goes_to_the_one_that_has_a_replica() {
+    // After a partition heals, the old primary is back as a master without
+    // replicas until Sentinel converts it; its write guard answers
+    // NOREPLICAS (nothing applied) while a stale catalog still names it.
+    let (consul, old, primary, replica) = blocking(|| {
+        let old = RedisServer::primary();
+        old.cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
+        let (primary, replica) = RedisServer::pair();
+        (ConsulAgent::dev(), old, primary, replica)
+    })
+    .await;
+    consul.register("redis-primary", "old", old.port);
+    consul.register("redis-replica", "promoted", primary.port);
+    let url = spawn_inc_on(&consul, &[]).await;
+
+    let answer = client().post(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.unwrap().trim(), "1");
+    assert_eq!(primary.count("counter"), 1);
+    assert_eq!(old.count("counter"), 0, "nothing applied on the old primary");
     drop(replica);
 }
