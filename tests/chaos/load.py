@@ -8,11 +8,20 @@ accepted as targets.
 
 Prints one JSON object on stdout:
   {"acked": [values...], "attempted_inc": n, "get_ok": n, "get_errors": n,
-   "inc_errors": n, "first_error_at": s|null, "last_error_at": s|null,
+   "inc_errors": n, "get_retried": n, "first_error_at": s|null, "last_error_at": s|null,
    "write_gap_s": s, "read_gap_s": s}
 write_gap_s (read_gap_s) is the longest time in which no increment (no read)
 succeeded: how long writes (reads) were out, measured by the load itself to
 the millisecond, whatever the fault's own bookkeeping costs.
+
+Connections are kept alive, and a GET is retried once, on a new connection,
+when a reused connection fails before any byte of the answer came back:
+the rule of HTTP clients that keep connections (Go's net/http Transport,
+browsers; RFC 9110 9.2.2 allows it for idempotent methods), because a kept
+connection may die between requests (the gateway's address moved to
+another machine, which answers a connection it never saw with a reset).
+POST /inc is never retried: it may have counted. Retries are counted
+("get_retried") and a retry that fails too is an error like any other.
 """
 
 import argparse
@@ -42,7 +51,7 @@ class Results:
         self.lock = threading.Lock()
         self.acked = []
         self.attempted_inc = 0
-        self.get_ok = self.get_errors = self.inc_errors = 0
+        self.get_ok = self.get_errors = self.inc_errors = self.get_retried = 0
         self.error_times = []
         self.error_kinds = {}
         # Times (since start) of successful increments and reads.
@@ -58,6 +67,35 @@ def stopped(stop_file):
     return bool(stop_file) and os.path.exists(stop_file)
 
 
+# What a kept connection that died between requests raises before any byte
+# of the answer (http.client.RemoteDisconnected is a ConnectionResetError).
+DEAD_KEPT_CONNECTION = (ConnectionResetError, BrokenPipeError)
+
+
+def exchange(conns, url, method, path, results):
+    """One request on the kept connection to url: (ok, body, kind)."""
+    parts = urllib.parse.urlsplit(url)
+    for attempt in (1, 2):
+        conn, reused = conns.get(url), True
+        if conn is None:
+            conn, reused = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5), False
+            conns[url] = conn
+        try:
+            conn.request(method, path, headers={"Accept": "text/plain"})
+            resp = conn.getresponse()
+            body = resp.read()
+            return resp.status == 200, body, f"{method} {resp.status}"
+        except (OSError, http.client.HTTPException) as e:
+            conns.pop(url, None)
+            conn.close()
+            if attempt == 1 and reused and method == "GET" and isinstance(e, DEAD_KEPT_CONNECTION):
+                with results.lock:
+                    results.get_retried += 1
+                continue
+            return False, b"", f"{method} {type(e).__name__}"
+    raise AssertionError("unreachable: the second attempt returns")
+
+
 def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_file=None):
     rng = random.Random(seed)
     conns = {}
@@ -67,20 +105,9 @@ def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_f
                 return
             budget[0] -= 1
         url = rng.choice(gateways)
-        parts = urllib.parse.urlsplit(url)
         is_inc = rng.random() < inc_share
         method, path = ("POST", "/inc") if is_inc else ("GET", "/")
-        try:
-            conn = conns.get(url) or http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
-            conns[url] = conn
-            conn.request(method, path, headers={"Accept": "text/plain"})
-            resp = conn.getresponse()
-            body = resp.read()
-            ok = resp.status == 200
-            kind = f"{method} {resp.status}"
-        except (OSError, http.client.HTTPException) as e:
-            conns.pop(url, None)
-            ok, body, kind = False, b"", f"{method} {type(e).__name__}"
+        ok, body, kind = exchange(conns, url, method, path, results)
         with results.lock:
             if is_inc:
                 results.attempted_inc += 1
@@ -133,6 +160,7 @@ def main():
     print(json.dumps({
         "acked": results.acked, "attempted_inc": results.attempted_inc,
         "get_ok": results.get_ok, "get_errors": results.get_errors, "inc_errors": results.inc_errors,
+        "get_retried": results.get_retried,
         "error_kinds": results.error_kinds,
         "first_error_at": min(times) if times else None, "last_error_at": max(times) if times else None,
         "write_gap_s": longest_gap(results.inc_ok_times, ended),

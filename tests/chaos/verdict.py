@@ -29,6 +29,8 @@ def verdict(scenario, load, initial, final, recovery_s, probes=0):
     # The load's own measure of the outages (absent from older results).
     if "write_gap_s" in load:
         line += f" write_gap_s={load['write_gap_s']:.1f} read_gap_s={load['read_gap_s']:.1f}"
+    if "get_retried" in load:
+        line += f" get_retried={load['get_retried']}"
     return line, problems
 
 
