@@ -274,9 +274,11 @@ traefik_binary() {
   fi
 }
 
-# consul_config_sum: a checksum of what the local Consul agent reads.
+# consul_config_sum: a checksum of what the local Consul agent reads. A file
+# it cannot read (a link into a checkout since deleted or moved, which
+# link_configs is about to replace) counts as empty, not as an error.
 consul_config_sum() {
-  cat "$ETC_DIR"/consul.d/* 2>/dev/null | sha256sum
+  { cat "$ETC_DIR"/consul.d/* 2>/dev/null || true; } | sha256sum
 }
 
 # link_configs: builds $COUNTER_STATE/etc, the local /etc/counter, from links
