@@ -20,6 +20,19 @@ e2e_venv() {
   echo "$COUNTER_CACHE/tools/e2e-py/${sum:0:12}"
 }
 
+# A command that fails under `set -e` ends the script, without a word when
+# its own message went to /dev/null: say which command and where. Only in
+# the script's own shell: inside $(...) errexit is off, so a failure there
+# ends nothing (and when it does, the line that used it is named here).
+report_failed_command() {
+  ((BASH_SUBSHELL == 0)) || return 0
+  # shellcheck disable=SC2016 # the backquotes are printed, not run
+  printf 'error: %s line %s: `%s` failed (exit %s)\n' \
+    "${BASH_SOURCE[1]#"$COUNTER_ROOT/"}" "${BASH_LINENO[0]}" "$BASH_COMMAND" "$1" >&2
+}
+set -o errtrace
+trap 'report_failed_command $?' ERR
+
 log() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() {
