@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import api
 
@@ -130,6 +131,48 @@ def sentinel_primary(host):
         return None
     parts = p.stdout.split()
     return ":".join(parts[:2]) if p.returncode == 0 and len(parts) >= 2 else None
+
+
+# The timers counter-sentinel.service sets after every start
+# (counter-sentinel-timers NAME MS ...): read from the unit, so the two agree.
+SENTINEL_UNIT = Path(__file__).resolve().parents[2] / "systemd/counter-sentinel.service"
+
+
+def unit_sentinel_timers():
+    """{"ping-period": "250", ...} as the unit's ExecStartPost sets them."""
+    for line in SENTINEL_UNIT.read_text().splitlines():
+        if line.startswith("ExecStartPost=") and "counter-sentinel-timers" in line:
+            words = line.split()[2:]  # after the program and the config file
+            return dict(zip(words[::2], words[1::2]))
+    return {}
+
+
+def sentinel_timers(host, names):
+    """The values of `names` in the Sentinel on host (SENTINEL DEBUG), or None."""
+    try:
+        p = redis_cli(["-h", host, "-p", str(SENTINEL_PORT), "SENTINEL", "DEBUG"], "sentinel")
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = p.stdout.split()
+    values = {k.lower(): v for k, v in zip(words[::2], words[1::2])}
+    return {n: values.get(n, "?") for n in names} if p.returncode == 0 else None
+
+
+def describe_sentinel_timers(hosts):
+    """One phrase: the timers every Sentinel runs with, or which differ from the unit's."""
+    want = unit_sentinel_timers()
+    if not want:
+        return ""
+    wrong = []
+    for h in hosts:
+        got = sentinel_timers(h, want)
+        if got is not None and got != want:
+            wrong.append(f"{h} runs " + ", ".join(f"{n} {v}" for n, v in got.items()))
+    if wrong:
+        bad()
+        return "; " + "; ".join(wrong) + " (the unit sets " + ", ".join(f"{n} {v}" for n, v in want.items()) + \
+            ": restart counter-sentinel there)"
+    return "; " + ", ".join(f"{n} {v} ms" for n, v in want.items())
 
 
 def redis_nodes(consul):
@@ -317,7 +360,8 @@ def main():
             bad()
     print("sentinels (%d): primary %s" % (len(views), " / ".join(sorted(seen)) or "unknown") +
           ("" if len(seen) <= 1 else "  (sentinels disagree)") +
-          "".join(f"; {h}:{SENTINEL_PORT} down" for h, v in views.items() if v is None))
+          "".join(f"; {h}:{SENTINEL_PORT} down" for h, v in views.items() if v is None) +
+          describe_sentinel_timers([h for h, v in views.items() if v is not None]))
 
     try:
         with urllib.request.urlopen(args.gateway + "/", timeout=3) as r:

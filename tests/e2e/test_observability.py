@@ -74,3 +74,18 @@ def test_status_shows_every_machine_allocation_and_redis_role():
         assert re.search(rf"^{job}\s+[0-9a-f]{{8}}\s+local\s+running\s+passing", p.stdout, re.M), p.stdout
     assert re.search(r"^local\s+127\.0\.0\.1:6380\s+(primary|replica)", p.stdout, re.M), p.stdout
     assert re.search(r"^local\s+127\.0\.0\.1:\d+\s+replica\s+\d+B \d+s\s+link up", p.stdout, re.M), p.stdout
+    # The Sentinel runs with the timers its unit sets (status compares the two).
+    assert re.search(r"^sentinels \(1\): primary 127\.0\.0\.1:638[01]; ping-period 250 ms, info-period 600 ms$",
+                     p.stdout, re.M), p.stdout
+
+
+def test_status_names_a_sentinel_that_runs_without_its_units_timers():
+    run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG", "ping-period", "1000")
+    try:
+        p = run("scripts/status", "--local", "--interval", "0.5", check=False)
+    finally:
+        run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG", "ping-period", "250")
+
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "127.0.0.1 runs ping-period 1000, info-period 600 (the unit sets ping-period 250, info-period 600" \
+        in p.stdout, p.stdout
