@@ -3,6 +3,7 @@ through every gateway; a second deploy changes nothing; the operator tools
 work on the secured cluster."""
 
 import json
+import re
 import subprocess
 import uuid
 
@@ -144,6 +145,9 @@ def test_status_shows_one_primary_and_the_replicas_with_their_lag(cluster):
     for r in rows:
         if len(r) > 3 and r[2] == "replica":
             assert r[3].endswith("B"), f"replica row without a lag in bytes: {r}"
+    # Every Sentinel answers (over TLS, with its password) and runs its unit's timers.
+    assert re.search(r"^sentinels \(%d\): primary [0-9.]+:6380; ping-period 250 ms, info-period 600 ms$"
+                     % len(cluster.hosts), redis, re.M), redis
 
 
 def test_a_second_deploy_changes_nothing_and_logs_no_secret(cluster):
