@@ -163,11 +163,14 @@ def describe_sentinel_timers(hosts):
     want = unit_sentinel_timers()
     if not want:
         return ""
-    wrong = []
+    wrong, read = [], 0
     for h in hosts:
         got = sentinel_timers(h, want)
+        read += got is not None
         if got is not None and got != want:
             wrong.append(f"{h} runs " + ", ".join(f"{n} {v}" for n, v in got.items()))
+    if not read:  # no Sentinel told its timers: claim none
+        return ""
     if wrong:
         bad()
         return "; " + "; ".join(wrong) + " (the unit sets " + ", ".join(f"{n} {v}" for n, v in want.items()) + \
