@@ -13,8 +13,9 @@ pub mod process;
 pub mod redis;
 pub mod tls;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 pub use consul::ConsulAgent;
@@ -22,9 +23,37 @@ pub use process::ServiceProcess;
 pub use redis::RedisServer;
 pub use tls::TestPki;
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that was free a moment ago on 127.0.0.1 (TCP and UDP: Consul's
+/// gossip wants both), never handed out twice by this process.
+///
+/// Not `bind(0)`: that returns an ephemeral port, and the tests' own outgoing
+/// connections (curl, Redis clients, reqwest) take their source ports from the
+/// same range, so one of them could hold the port by the time a server binds
+/// it. Ports are taken in turn from below the kernel's ephemeral range, from a
+/// start that differs per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0")
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let (low, high) = unclaimed_port_range();
+    let span = u32::from(high - low);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() * 97 % span, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let port = low + (NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        let free = TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {low} and {high}")
+}
+
+/// Ports below the kernel's ephemeral range (`ip_local_port_range`, 32768 by
+/// default) and above the well-known services' ports.
+fn unclaimed_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (20000, ephemeral_low.max(22000))
 }
 
 /// A fresh scratch directory for one process's files.
@@ -59,4 +88,21 @@ pub fn cached_tool(name: &str) -> Option<PathBuf> {
 pub fn signal(pid: u32, name: &str) {
     let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status();
     assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid} failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_bindable_and_outside_the_ephemeral_range() {
+        let (low, high) = unclaimed_port_range();
+        let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port was handed out twice");
+        for port in ports {
+            assert!((low..high).contains(&port), "{port} is outside {low}..{high}");
+            TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{port} is not free: {e}"));
+        }
+    }
 }
