@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, FromArgMatches, Parser};
-use http::HeaderValue;
 
-use crate::discovery::Endpoints;
+use crate::discovery::{ConsulTls, ConsulToken, Endpoints};
 use crate::redis_store::RedisCredentials;
 use crate::reloadable::Reloadable;
-use crate::tls::{CaBundle, ClientIdentity};
+use crate::tls::CaBundle;
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -83,34 +82,6 @@ pub enum RedisSource {
     Fixed(Endpoints),
     /// Followed in Consul's catalog.
     Consul { url: reqwest::Url, token: Option<ConsulToken>, tls: ConsulTls },
-}
-
-/// How an `https://` Consul address is verified, and who the service is to it.
-#[derive(Clone, Debug, Default)]
-pub struct ConsulTls {
-    /// `CONSUL_CACERT`: the only CA trusted for Consul's certificate; `None`:
-    /// the system's roots.
-    pub ca: Option<CaBundle>,
-    /// `CONSUL_CLIENT_CERT` + `CONSUL_CLIENT_KEY`, for a Consul that verifies
-    /// incoming HTTPS clients.
-    pub identity: Option<ClientIdentity>,
-}
-
-/// A Consul ACL token, checked to be a valid header value and marked sensitive,
-/// so neither `Debug` nor the HTTP client shows it.
-#[derive(Clone, Debug)]
-pub struct ConsulToken(HeaderValue);
-
-impl ConsulToken {
-    pub fn parse(token: &str) -> Result<ConsulToken, String> {
-        let mut value = HeaderValue::from_str(token).map_err(|_| "not a valid header value".to_string())?;
-        value.set_sensitive(true);
-        Ok(ConsulToken(value))
-    }
-
-    pub fn header_value(&self) -> &HeaderValue {
-        &self.0
-    }
 }
 
 /// The flags as clap reads them; [`Config::from_iter_or_exit`] turns them into a
@@ -233,13 +204,19 @@ impl Config {
             Some(listen) => listen,
             None => listen_from_nomad(role, &env).map_err(invalid)?,
         };
-        let consul_token = consul_token_from(&env).map_err(invalid)?;
+        let consul_token = ConsulToken::from_env(&env).map_err(invalid)?;
         let redis_tls = match non_empty(flags.redis_tls_ca) {
             Some(path) => Some(CaBundle::read(&path).map_err(|e| invalid(format!("--redis-tls-ca: {e}")))?),
             None => None,
         };
-        let consul_tls =
-            consul_tls_from(flags.consul_cacert, flags.consul_client_cert, flags.consul_client_key).map_err(invalid)?;
+        // Read and checked now, even for a plain http:// address (where they go
+        // unused), so a bad file is found at start rather than when Consul moves to https.
+        let consul_tls = ConsulTls::read(
+            non_empty(flags.consul_cacert).as_deref(),
+            non_empty(flags.consul_client_cert).as_deref(),
+            non_empty(flags.consul_client_key).as_deref(),
+        )
+        .map_err(invalid)?;
         let reloadable = match &flags.runtime_file {
             Some(path) => flags.reloadable.overlaid_with(path).map_err(invalid)?,
             None => flags.reloadable.clone(),
@@ -300,53 +277,9 @@ fn listen_from_nomad(role: Role, env: impl Fn(&str) -> Option<String>) -> Result
     Ok(SocketAddr::new(ip, port))
 }
 
-/// The Consul ACL token, from CONSUL_HTTP_TOKEN or the file CONSUL_HTTP_TOKEN_FILE
-/// names (as the Consul CLI reads them); `None` when Consul runs without ACLs.
-fn consul_token_from(env: impl Fn(&str) -> Option<String>) -> Result<Option<ConsulToken>, String> {
-    let (token, origin) = match env("CONSUL_HTTP_TOKEN").filter(|t| !t.trim().is_empty()) {
-        Some(token) => (token, "CONSUL_HTTP_TOKEN".to_string()),
-        None => {
-            let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
-                return Ok(None);
-            };
-            let token = std::fs::read_to_string(&path)
-                .map_err(|e| format!("CONSUL_HTTP_TOKEN_FILE: cannot read {path}: {e}"))?;
-            if token.trim().is_empty() {
-                return Err(format!("CONSUL_HTTP_TOKEN_FILE: {path} is empty"));
-            }
-            (token, format!("CONSUL_HTTP_TOKEN_FILE: {path}"))
-        }
-    };
-    ConsulToken::parse(token.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
-}
-
 /// An empty path (`COUNTER_REDIS_TLS_CA=` in an env file) is no path.
 fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
     path.filter(|p| !p.as_os_str().is_empty())
-}
-
-/// `--consul-cacert` and the client identity, read and checked now, even when
-/// the address is plain http (where they go unused), so a bad file is found at
-/// start rather than when Consul moves to https.
-fn consul_tls_from(
-    cacert: Option<PathBuf>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
-) -> Result<ConsulTls, String> {
-    let ca = match non_empty(cacert) {
-        Some(path) => Some(CaBundle::read(&path).map_err(|e| format!("--consul-cacert (CONSUL_CACERT): {e}"))?),
-        None => None,
-    };
-    let identity = match (non_empty(client_cert), non_empty(client_key)) {
-        (Some(cert), Some(key)) => Some(ClientIdentity::read(&cert, &key).map_err(|(which, e)| match which {
-            "cert" => format!("--consul-client-cert (CONSUL_CLIENT_CERT): {e}"),
-            _ => format!("--consul-client-key (CONSUL_CLIENT_KEY): {e}"),
-        })?),
-        (None, None) => None,
-        (Some(_), None) => return Err("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key".into()),
-        (None, Some(_)) => return Err("--consul-client-key (CONSUL_CLIENT_KEY) needs --consul-client-cert".into()),
-    };
-    Ok(ConsulTls { ca, identity })
 }
 
 /// The environment variable holding the Redis password (never a flag).
@@ -400,32 +333,6 @@ mod tests {
         let env = |k: &str| (k == "NOMAD_PORT_http").then(|| "http".to_string());
         let err = config(&["--redis-primary", "127.0.0.1:6379"], env).unwrap_err();
         assert!(err.starts_with("NOMAD_PORT_http:"), "{err}");
-    }
-
-    #[test]
-    fn the_consul_token_comes_from_the_variable_or_its_file() {
-        let dir = std::env::temp_dir().join(format!("counter-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("token");
-        std::fs::write(&file, "  from-file\n").unwrap();
-        let path = file.display().to_string();
-        let token = |env: &dyn Fn(&str) -> Option<String>| {
-            consul_token_from(env).map(|t| t.map(|t| t.header_value().to_str().unwrap().to_string()))
-        };
-        let both = |k: &str| match k {
-            "CONSUL_HTTP_TOKEN" => Some("from-env".to_string()),
-            "CONSUL_HTTP_TOKEN_FILE" => Some(path.clone()),
-            _ => None,
-        };
-        assert_eq!(token(&both).unwrap().as_deref(), Some("from-env"));
-        let file_only = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| path.clone());
-        assert_eq!(token(&file_only).unwrap().as_deref(), Some("from-file"));
-        assert_eq!(token(&|_| None).unwrap(), None);
-        let missing = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| "/nonexistent/token".to_string());
-        assert!(token(&missing).unwrap_err().starts_with("CONSUL_HTTP_TOKEN_FILE:"));
-        let not_a_header = |k: &str| (k == "CONSUL_HTTP_TOKEN").then(|| "bad\ttoken\u{7f}".to_string());
-        assert!(token(&not_a_header).unwrap_err().starts_with("CONSUL_HTTP_TOKEN:"));
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -498,21 +405,6 @@ mod tests {
         // Checked even for a plain http:// address: a bad file is found before Consul moves to https.
         let err = config(&["--consul", "127.0.0.1:8500", "--consul-cacert", "/nonexistent"], |_| None).unwrap_err();
         assert!(err.starts_with("--consul-cacert"), "{err}");
-    }
-
-    #[test]
-    fn the_consul_client_builds_with_a_ca_and_an_identity() {
-        let pki = testkit::TestPki::new();
-        let tls = ConsulTls {
-            ca: Some(CaBundle::read(pki.ca_cert()).unwrap()),
-            identity: Some(ClientIdentity::read(pki.server_cert(), pki.server_key()).unwrap()),
-        };
-        let background = crate::Background::new();
-        let url = "https://127.0.0.1:1".parse().unwrap();
-        let built = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-            crate::Discovery::consul(url, None, &tls, crate::metrics::Metrics::new(), &background).map(drop)
-        });
-        built.unwrap();
     }
 
     #[test]

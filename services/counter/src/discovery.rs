@@ -2,19 +2,25 @@
 //! `redis-replica` in Consul, followed with blocking queries so a failover reaches
 //! the store within a second or two. When Consul cannot be reached the last known
 //! endpoints stay in force and the watch retries with backoff.
+//!
+//! How the service connects to Consul lives here too: its ACL token
+//! ([`ConsulToken`]) and how an `https://` address is verified ([`ConsulTls`]),
+//! both read and checked once at start.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use http::HeaderValue;
 use serde::Deserialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::background::Background;
-use crate::config::{ConsulTls, ConsulToken};
 use crate::metrics::Metrics;
+use crate::tls::{CaBundle, ClientIdentity};
 
 /// Consul service names; the role checks behind them live in `consul/`.
 pub const PRIMARY_SERVICE: &str = "redis-primary";
@@ -102,6 +108,83 @@ fn consul_client(headers: reqwest::header::HeaderMap, tls: &ConsulTls) -> anyhow
         builder = builder.identity(identity);
     }
     builder.build().context("building the Consul HTTP client")
+}
+
+/// A Consul ACL token, checked to be a valid header value and marked sensitive,
+/// so neither `Debug` nor the HTTP client shows it.
+#[derive(Clone, Debug)]
+pub struct ConsulToken(HeaderValue);
+
+impl ConsulToken {
+    pub fn parse(token: &str) -> Result<ConsulToken, String> {
+        let mut value = HeaderValue::from_str(token).map_err(|_| "not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        Ok(ConsulToken(value))
+    }
+
+    /// The token from CONSUL_HTTP_TOKEN or the file CONSUL_HTTP_TOKEN_FILE names
+    /// (as the Consul CLI reads them); `None` when Consul runs without ACLs.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Option<ConsulToken>, String> {
+        let (token, origin) = match env("CONSUL_HTTP_TOKEN").filter(|t| !t.trim().is_empty()) {
+            Some(token) => (token, "CONSUL_HTTP_TOKEN".to_string()),
+            None => {
+                let Some(path) = env("CONSUL_HTTP_TOKEN_FILE").filter(|p| !p.is_empty()) else {
+                    return Ok(None);
+                };
+                let token = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("CONSUL_HTTP_TOKEN_FILE: cannot read {path}: {e}"))?;
+                if token.trim().is_empty() {
+                    return Err(format!("CONSUL_HTTP_TOKEN_FILE: {path} is empty"));
+                }
+                (token, format!("CONSUL_HTTP_TOKEN_FILE: {path}"))
+            }
+        };
+        ConsulToken::parse(token.trim()).map(Some).map_err(|e| format!("{origin}: {e}"))
+    }
+
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+/// How an `https://` Consul address is verified, and who the service is to it.
+#[derive(Clone, Debug, Default)]
+pub struct ConsulTls {
+    /// `CONSUL_CACERT`: the only CA trusted for Consul's certificate; `None`:
+    /// the system's roots.
+    pub ca: Option<CaBundle>,
+    /// `CONSUL_CLIENT_CERT` + `CONSUL_CLIENT_KEY`, for a Consul that verifies
+    /// incoming HTTPS clients.
+    pub identity: Option<ClientIdentity>,
+}
+
+impl ConsulTls {
+    /// Reads `--consul-cacert` and the client identity (a certificate needs its
+    /// key and the other way round); errors name the flag and its variable.
+    pub fn read(
+        cacert: Option<&Path>,
+        client_cert: Option<&Path>,
+        client_key: Option<&Path>,
+    ) -> Result<ConsulTls, String> {
+        let ca = match cacert {
+            Some(path) => Some(CaBundle::read(path).map_err(|e| format!("--consul-cacert (CONSUL_CACERT): {e}"))?),
+            None => None,
+        };
+        let identity = match (client_cert, client_key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity::read(cert, key).map_err(|(which, e)| match which {
+                "cert" => format!("--consul-client-cert (CONSUL_CLIENT_CERT): {e}"),
+                _ => format!("--consul-client-key (CONSUL_CLIENT_KEY): {e}"),
+            })?),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("--consul-client-cert (CONSUL_CLIENT_CERT) needs --consul-client-key".into());
+            }
+            (None, Some(_)) => {
+                return Err("--consul-client-key (CONSUL_CLIENT_KEY) needs --consul-client-cert".into());
+            }
+        };
+        Ok(ConsulTls { ca, identity })
+    }
 }
 
 /// How long Consul may hold one blocking query open before answering "no change".
@@ -288,5 +371,48 @@ mod tests {
         assert_eq!(single(&[a], "p"), Some(a));
         assert_eq!(single(&[a, b], "p"), None);
         assert_eq!(single(&[], "p"), None);
+    }
+
+    #[test]
+    fn the_consul_token_comes_from_the_variable_or_its_file() {
+        let dir = std::env::temp_dir().join(format!("counter-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "  from-file\n").unwrap();
+        let path = file.display().to_string();
+        let token = |env: &dyn Fn(&str) -> Option<String>| {
+            ConsulToken::from_env(env).map(|t| t.map(|t| t.header_value().to_str().unwrap().to_string()))
+        };
+        let both = |k: &str| match k {
+            "CONSUL_HTTP_TOKEN" => Some("from-env".to_string()),
+            "CONSUL_HTTP_TOKEN_FILE" => Some(path.clone()),
+            _ => None,
+        };
+        assert_eq!(token(&both).unwrap().as_deref(), Some("from-env"));
+        let file_only = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| path.clone());
+        assert_eq!(token(&file_only).unwrap().as_deref(), Some("from-file"));
+        assert_eq!(token(&|_| None).unwrap(), None);
+        let missing = |k: &str| (k == "CONSUL_HTTP_TOKEN_FILE").then(|| "/nonexistent/token".to_string());
+        assert!(token(&missing).unwrap_err().starts_with("CONSUL_HTTP_TOKEN_FILE:"));
+        let not_a_header = |k: &str| (k == "CONSUL_HTTP_TOKEN").then(|| "bad\ttoken\u{7f}".to_string());
+        assert!(token(&not_a_header).unwrap_err().starts_with("CONSUL_HTTP_TOKEN:"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_consul_client_builds_with_a_ca_and_an_identity() {
+        let pki = testkit::TestPki::new();
+        let tls = ConsulTls {
+            ca: Some(CaBundle::read(pki.ca_cert()).unwrap()),
+            identity: Some(ClientIdentity::read(pki.server_cert(), pki.server_key()).unwrap()),
+        };
+        let background = Background::new();
+        let url = "https://127.0.0.1:1".parse().unwrap();
+        let built = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async { Discovery::consul(url, None, &tls, Metrics::new(), &background).map(drop) });
+        built.unwrap();
     }
 }

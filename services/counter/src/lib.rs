@@ -9,7 +9,8 @@
 //! - [`logic`]: the count, the [`CountStore`] trait the logic needs, its errors.
 //! - [`redis_store`]: the Redis adapter: replica reads with fallback, group-committed
 //!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers.
-//! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries.
+//! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries;
+//!   the Consul connection: ACL token, TLS.
 //! - [`http`]: the hardened hyper server, routing, content negotiation, request ids.
 //! - [`config`], [`telemetry`], [`metrics`]: flags and env parsed once into final
 //!   types, logs, Prometheus.
