@@ -16,7 +16,6 @@ use crate::background::Background;
 use crate::config::{Config, RedisSource, Role};
 use crate::discovery::Discovery;
 use crate::http::{Limits, Routes, serve, served_by};
-use crate::logic::CountStore;
 use crate::metrics::Metrics;
 use crate::redis_store::{RedisStore, StoreSettings, StoreTunables};
 use crate::reload::Reloader;
@@ -28,10 +27,10 @@ use crate::telemetry::LogFilter;
 const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A bound, not yet serving, service.
-pub struct Application<S = RedisStore> {
+pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
-    routes: Arc<Routes<S>>,
+    routes: Arc<Routes<RedisStore>>,
     limits: Limits,
     /// Feeds reloaded timeouts and breaker thresholds to the store.
     store_tunables: watch::Sender<StoreTunables>,
@@ -41,9 +40,9 @@ pub struct Application<S = RedisStore> {
     background: Background,
 }
 
-impl Application<RedisStore> {
+impl Application {
     /// Binds `config.listen` and wires the Redis store to fixed endpoints or Consul.
-    pub async fn build(config: &Config) -> anyhow::Result<Application<RedisStore>> {
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
         // Both the Consul client and Redis over TLS need rustls's provider.
         crate::tls::install_crypto_provider();
         let metrics = Metrics::new();
@@ -64,24 +63,6 @@ impl Application<RedisStore> {
             tunables: store_tunables.subscribe(),
         };
         let store = RedisStore::start(discovery, settings, metrics.clone(), &background);
-        Application::serving(config, store, metrics, store_tunables, background).await
-    }
-}
-
-impl<S: CountStore> Application<S> {
-    /// Binds `config.listen` serving `store`: tests pass their own store.
-    pub async fn with_store(config: &Config, store: S, metrics: Metrics) -> anyhow::Result<Application<S>> {
-        let store_tunables = watch::Sender::new(config.reloadable.store());
-        Application::serving(config, store, metrics, store_tunables, Background::new()).await
-    }
-
-    async fn serving(
-        config: &Config,
-        store: S,
-        metrics: Metrics,
-        store_tunables: watch::Sender<StoreTunables>,
-        background: Background,
-    ) -> anyhow::Result<Application<S>> {
         let wanted = config.listen;
         let listener = TcpListener::bind(wanted).await.with_context(|| format!("cannot listen on {wanted}"))?;
         let addr = listener.local_addr()?;
