@@ -8,9 +8,10 @@
 //! # Layout
 //! - [`logic`]: the count, the [`CountStore`] trait the logic needs, its errors.
 //! - [`redis_store`]: the Redis adapter: replica reads with fallback, group-committed
-//!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers.
+//!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers ([`breaker`]).
 //! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries;
 //!   the Consul connection: ACL token, TLS.
+//! - [`tls`]: the CA bundles and client identity read at start, rustls's crypto provider.
 //! - [`http`]: the hardened hyper server, routing, content negotiation, request ids.
 //! - [`config`], [`telemetry`], [`metrics`]: flags and env parsed once into final
 //!   types, logs, Prometheus.
@@ -19,7 +20,8 @@
 //! - [`background`]: the tasks that run beside the server, each given the
 //!   shutdown signal, joined when the application stops.
 //! - [`app`]: `Application::build` / `port` / `run_until_stopped`, and [`run`].
-//! - [`memory_store`]: an in-memory [`CountStore`] for unit tests of the logic.
+//! - [`memory_store`]: an in-memory [`CountStore`] for tests of the logic and the
+//!   `constant` benchmark example.
 
 pub mod app;
 pub mod background;
