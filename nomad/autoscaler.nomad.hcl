@@ -1,10 +1,9 @@
-# autoscaler: the Nomad Autoscaler as a Nomad job (the cluster; the local
-# stack runs the same agent as a process, with nomad/autoscaler.hcl). It
-# reads web's scaling policy from the job and changes web's count through
-# Nomad's scale API (docs/autoscaling.md). It reaches Nomad through the Task
-# API socket of its own allocation with its workload identity: no token to
-# hand out, and the Nomad ACL policy `autoscaler`, bound to this job (the
-# deploy's cluster_acl role), says what it may do.
+# autoscaler: the Nomad Autoscaler as a Nomad job, on the local stack and in
+# a cluster. It reads web's scaling policy from the job and changes web's
+# count through Nomad's scale API (docs/autoscaling.md). It reaches Nomad
+# through the Task API socket of its own allocation with its workload
+# identity: no token to hand out, and the Nomad ACL policy `autoscaler`,
+# bound to this job (scripts/counterops/acl.toml), says what it may do.
 #   nomad job run nomad/autoscaler.nomad.hcl
 
 variable "autoscaler_binary" {

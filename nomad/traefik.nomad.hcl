@@ -1,8 +1,10 @@
 # traefik: the gateway. A system job, so every client machine runs one
-# (locally: the one). The static configuration (traefik/traefik.yml) travels
-# inside the job, read by the nomad CLI when the job is submitted; routes come
-# from the Consul Catalog tags of the web and web-inc services. scripts/up
-# submits it with a var file it writes; by hand, from the repo root:
+# (locally: the one). Its configuration (traefik/: traefik.yml, fallback.yml,
+# dashboard.yml, and a cluster's gateway-tls.yml) travels inside the job,
+# read by the nomad CLI when the job is submitted, so submit it from the
+# repository's root; routes come from the Consul Catalog tags of the web and
+# web-inc services. scripts/up and the deploy submit it through
+# counterops.jobs, which writes the variables to a var file; by hand:
 #   nomad job run -var-file=$COUNTER_STATE/jobs/traefik.vars.hcl nomad/traefik.nomad.hcl
 
 variable "traefik_binary" {
@@ -11,27 +13,15 @@ variable "traefik_binary" {
   default     = "/usr/local/bin/traefik"
 }
 
-variable "traefik_fallback" {
+variable "gateway_bind" {
   type        = string
-  description = "Traefik dynamic configuration with the 503 fallback routers, read by the nomad CLI at submission."
-  default     = "traefik/fallback.yml"
+  description = "Address the gateway's entrypoints listen on: 127.0.0.1 on the local stack; empty in a cluster, every address of the machine (its own and the floating gateway address)."
+  default     = "127.0.0.1"
 }
 
-variable "traefik_tls" {
-  type        = string
-  description = "Extra Traefik dynamic configuration (the cluster's gateway-tls.yml: HTTPS certificate, dashboard router), read by the nomad CLI at submission; empty: none, and no HTTPS port."
-  default     = ""
-}
-
-variable "traefik_config" {
-  type        = string
-  description = "Traefik static configuration file, read by the nomad CLI at submission (a relative path starts at the current directory)."
-  default     = "traefik/traefik.yml"
-}
-
-variable "secrets" {
+variable "https" {
   type        = bool
-  description = "Read Traefik's Consul token from the Nomad Variable nomad/jobs/traefik (true in the cluster); otherwise the token of the task's Consul workload identity (local mode)."
+  description = "Serve HTTPS on :8443 with the machine's certificate (traefik/gateway-tls.yml; a cluster)."
   default     = false
 }
 
@@ -58,9 +48,9 @@ job "traefik" {
       port "admin" {
         static = 8081
       }
-      # The HTTPS entrypoint, where there is a certificate (traefik_tls).
+      # The HTTPS entrypoint, where there is a certificate.
       dynamic "port" {
-        for_each = var.traefik_tls == "" ? [] : ["websecure"]
+        for_each = var.https ? ["websecure"] : []
         labels   = [port.value]
         content {
           static = 8443
@@ -95,7 +85,7 @@ job "traefik" {
       # Delimiters nobody writes in YAML: the file is copied verbatim, even if
       # it one day holds Traefik's own {{ }} templates (e.g. defaultRule).
       template {
-        data            = file(var.traefik_config)
+        data            = file("traefik/traefik.yml")
         destination     = "local/traefik.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
@@ -105,22 +95,12 @@ job "traefik" {
         change_mode = "restart"
       }
 
-      # Traefik finishes in-flight requests for up to graceTimeOut (5 s in
-      # traefik.yml) after SIGTERM; 10 s leaves room before SIGKILL.
-      template {
-        data            = file(var.traefik_fallback)
-        destination     = "local/dynamic/fallback.yml"
-        left_delimiter  = "[[nomad:"
-        right_delimiter = ":nomad]]"
-        # Traefik's file provider reloads it by itself; no restart.
-        change_mode = "noop"
-      }
-
+      # Traefik's file provider reloads these by itself; no restart.
       dynamic "template" {
-        for_each = var.traefik_tls == "" ? [] : [var.traefik_tls]
+        for_each = concat(["fallback.yml", "dashboard.yml"], var.https ? ["gateway-tls.yml"] : [])
         content {
-          data            = file(template.value)
-          destination     = "local/dynamic/tls.yml"
+          data            = file("traefik/${template.value}")
+          destination     = "local/dynamic/${template.value}"
           left_delimiter  = "[[nomad:"
           right_delimiter = ":nomad]]"
           change_mode     = "noop"
@@ -134,6 +114,9 @@ job "traefik" {
       # traefik.yml; scripts/bench gives its Traefik this job's env too.
       env {
         GOGC = "400"
+        # Read by traefik.yml's template (above).
+        COUNTER_GATEWAY_BIND = var.gateway_bind
+        COUNTER_GATEWAY_TLS  = var.https ? "yes" : ""
       }
 
       # A workload identity for Consul: Nomad logs in to the auth method
@@ -143,24 +126,20 @@ job "traefik" {
 
       # Traefik's Consul token (read-only catalog), in CONSUL_HTTP_TOKEN:
       # traefik.yml names none, so Traefik's Consul client takes it from the
-      # environment. In the cluster (secrets) it comes from the Nomad
-      # Variable nomad/jobs/traefik, which only this job's tasks can read;
-      # locally it is the workload identity's token (role
-      # nomad-tasks-traefik, which there includes catalog-read). The file is
-      # in the task's secrets dir, 0600, read by Nomad, not by the task;
-      # nothing reaches argv, a log or the job spec.
+      # environment. It is the workload identity's token (role
+      # nomad-tasks-traefik: catalog-read, scripts/counterops/acl.toml). The
+      # file is in the task's secrets dir, 0600, read by Nomad, not by the
+      # task; nothing reaches argv, a log or the job spec.
       template {
-        data = var.secrets ? join("", [
-          "{{ with nomadVar \"nomad/jobs/traefik\" }}",
-          "CONSUL_HTTP_TOKEN={{ .consul_token }}\n",
-          "{{ end }}",
-        ]) : "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
+        data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
         destination = "secrets/consul.env"
         env         = true
         perms       = "0600"
         change_mode = "restart"
       }
 
+      # Traefik finishes in-flight requests for up to graceTimeOut (5 s in
+      # traefik.yml) after SIGTERM; 10 s leaves room before SIGKILL.
       kill_signal  = "SIGTERM"
       kill_timeout = "10s"
 

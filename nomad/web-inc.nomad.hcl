@@ -1,7 +1,7 @@
 # web-inc: increments the count (POST /inc, and GET /inc for curl): INCR on
 # the Redis primary, acknowledged once every in-sync replica (at least one) has it. Traefik routes /inc
-# here. scripts/up submits it with a var file it writes; by hand, from the
-# repo root:
+# here. scripts/up and the deploy submit it through counterops.jobs, which
+# writes its variables to a var file; by hand, from the repo root:
 #   nomad job run -var-file=$COUNTER_STATE/jobs/web-inc.vars.hcl nomad/web-inc.nomad.hcl
 
 variable "version" {
@@ -40,7 +40,7 @@ variable "redis_tls_ca" {
 
 variable "count" {
   type        = number
-  description = "Allocations of web-inc: 1 on one machine, more in the cluster (scripts/cluster passes it)."
+  description = "Allocations of web-inc: 1 on one machine, more in the cluster (counterops.jobs passes it)."
   default     = 1
 }
 
@@ -56,11 +56,6 @@ variable "distinct_hosts" {
   default     = false
 }
 
-variable "secrets" {
-  type        = bool
-  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web-inc (true in the cluster, the secure mode). Local mode has no Redis ACL users and takes the Consul token of the task's workload identity."
-  default     = false
-}
 
 variable "release" {
   type        = string
@@ -165,43 +160,25 @@ job "web-inc" {
         command = "${NOMAD_TASK_DIR}/web-inc"
       }
 
-      # Secure mode: the Redis credentials (ACL user web-inc) and the Consul token
-      # (read-only discovery of redis-primary/redis-replica) from the Nomad
-      # Variable nomad/jobs/web-inc, which only this job's tasks can read, into
-      # the task's environment. The file lives in the task's secrets dir,
-      # 0600; nothing reaches argv or a log. A changed variable restarts the
-      # task with the new values.
-      dynamic "template" {
-        for_each = var.secrets ? ["nomad/jobs/web-inc"] : []
-        content {
-          data        = <<-EOT
-            {{ with nomadVar "${template.value}" -}}
-            COUNTER_REDIS_USERNAME={{ .redis_username }}
-            COUNTER_REDIS_PASSWORD={{ .redis_password }}
-            CONSUL_HTTP_TOKEN={{ .consul_token }}
-            {{ end -}}
-          EOT
-          destination = "secrets/counter.env"
-          env         = true
-          perms       = "0600"
-          change_mode = "restart"
-        }
-      }
-
-      # Local mode (no secrets): the Consul token is the one this task's
-      # workload identity logged in for (the consul block below; role
-      # nomad-tasks-web-inc: redis discovery and its KV settings), which Nomad
-      # hands the task as CONSUL_TOKEN; the service reads CONSUL_HTTP_TOKEN.
-      # Rendered by Nomad into the secrets dir (0600), read by Nomad.
-      dynamic "template" {
-        for_each = var.secrets ? [] : ["local"]
-        content {
-          data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
-          destination = "secrets/consul.env"
-          env         = true
-          perms       = "0600"
-          change_mode = "restart"
-        }
+      # The Redis credentials (ACL user web-inc) from the Nomad Variable
+      # nomad/jobs/web-inc, which only this job's tasks can read, and the Consul
+      # token this task's workload identity logged in for (the consul block
+      # below; role nomad-tasks-web-inc: Redis discovery and its KV settings),
+      # which Nomad hands the task as CONSUL_TOKEN, into the task's
+      # environment. The file is in the task's secrets dir, 0600; nothing
+      # reaches argv or a log. A changed variable restarts the task.
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/web-inc" -}}
+          COUNTER_REDIS_USERNAME={{ .redis_username }}
+          COUNTER_REDIS_PASSWORD={{ .redis_password }}
+          {{ end -}}
+          CONSUL_HTTP_TOKEN={{ env "CONSUL_TOKEN" }}
+        EOT
+        destination = "secrets/counter.env"
+        env         = true
+        perms       = "0600"
+        change_mode = "restart"
       }
 
       # The CA files of TLS to Consul and Redis (the cluster's), only when
@@ -228,10 +205,10 @@ job "web-inc" {
 
       # A Consul block gives the task a workload identity for Consul (the
       # servers' consul.task_identity; without the block Nomad gives it none).
-      # With Consul ACLs on (the cluster), the KV template below reads with the
-      # token that identity logs in for (role nomad-tasks-web-inc: KV
-      # counter/config/all/ and counter/config/web-inc/), not the agent's token,
-      # which may read no KV. Locally (no ACLs) it changes nothing.
+      # Nomad logs in with it (auth method nomad-workloads) and hands the task
+      # the token: the secrets template above and the KV template below use
+      # it (role nomad-tasks-web-inc), never the agent's token, which may read no
+      # KV and find no Redis.
       consul {}
 
       # Settings changed without a restart (docs/services.md, "Runtime settings"): Nomad renders

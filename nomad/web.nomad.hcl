@@ -1,6 +1,7 @@
 # web: serves the count (GET /, read from the Redis replicas). Traefik routes
-# every path except /inc here. scripts/up submits it with a var file it
-# writes; by hand, from the repo root:
+# every path except /inc here. scripts/up and the deploy submit it through
+# counterops.jobs, which writes its variables to a var file; by hand, from
+# the repo root:
 #   nomad job run -var-file=$COUNTER_STATE/jobs/web.vars.hcl nomad/web.nomad.hcl
 
 variable "version" {
@@ -39,7 +40,7 @@ variable "redis_tls_ca" {
 
 variable "count" {
   type        = number
-  description = "Allocations of web when the job is first submitted: 2 on one machine, more in the cluster (scripts/cluster passes it). Afterwards the autoscaler owns the count; scripts/up re-submits with -preserve-counts so it is not reset."
+  description = "Allocations of web when the job is first submitted: 2 on one machine, more in the cluster (counterops.jobs passes it). Afterwards the autoscaler owns the count; scripts/up re-submits with -preserve-counts so it is not reset."
   default     = 2
 }
 
@@ -85,11 +86,6 @@ variable "distinct_hosts" {
   default     = false
 }
 
-variable "secrets" {
-  type        = bool
-  description = "Read the Redis ACL credentials and the Consul token from the Nomad Variable nomad/jobs/web (true in the cluster, the secure mode). Local mode has no Redis ACL users and takes the Consul token of the task's workload identity."
-  default     = false
-}
 
 variable "release" {
   type        = string
@@ -234,43 +230,25 @@ job "web" {
         command = "${NOMAD_TASK_DIR}/web"
       }
 
-      # Secure mode: the Redis credentials (ACL user web) and the Consul token
-      # (read-only discovery of redis-primary/redis-replica) from the Nomad
-      # Variable nomad/jobs/web, which only this job's tasks can read, into
-      # the task's environment. The file lives in the task's secrets dir,
-      # 0600; nothing reaches argv or a log. A changed variable restarts the
-      # task with the new values.
-      dynamic "template" {
-        for_each = var.secrets ? ["nomad/jobs/web"] : []
-        content {
-          data        = <<-EOT
-            {{ with nomadVar "${template.value}" -}}
-            COUNTER_REDIS_USERNAME={{ .redis_username }}
-            COUNTER_REDIS_PASSWORD={{ .redis_password }}
-            CONSUL_HTTP_TOKEN={{ .consul_token }}
-            {{ end -}}
-          EOT
-          destination = "secrets/counter.env"
-          env         = true
-          perms       = "0600"
-          change_mode = "restart"
-        }
-      }
-
-      # Local mode (no secrets): the Consul token is the one this task's
-      # workload identity logged in for (the consul block below; role
-      # nomad-tasks-web: redis discovery and its KV settings), which Nomad
-      # hands the task as CONSUL_TOKEN; the service reads CONSUL_HTTP_TOKEN.
-      # Rendered by Nomad into the secrets dir (0600), read by Nomad.
-      dynamic "template" {
-        for_each = var.secrets ? [] : ["local"]
-        content {
-          data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
-          destination = "secrets/consul.env"
-          env         = true
-          perms       = "0600"
-          change_mode = "restart"
-        }
+      # The Redis credentials (ACL user web) from the Nomad Variable
+      # nomad/jobs/web, which only this job's tasks can read, and the Consul
+      # token this task's workload identity logged in for (the consul block
+      # below; role nomad-tasks-web: Redis discovery and its KV settings),
+      # which Nomad hands the task as CONSUL_TOKEN, into the task's
+      # environment. The file is in the task's secrets dir, 0600; nothing
+      # reaches argv or a log. A changed variable restarts the task.
+      template {
+        data        = <<-EOT
+          {{ with nomadVar "nomad/jobs/web" -}}
+          COUNTER_REDIS_USERNAME={{ .redis_username }}
+          COUNTER_REDIS_PASSWORD={{ .redis_password }}
+          {{ end -}}
+          CONSUL_HTTP_TOKEN={{ env "CONSUL_TOKEN" }}
+        EOT
+        destination = "secrets/counter.env"
+        env         = true
+        perms       = "0600"
+        change_mode = "restart"
       }
 
       # The CA files of TLS to Consul and Redis (the cluster's), only when
@@ -297,10 +275,10 @@ job "web" {
 
       # A Consul block gives the task a workload identity for Consul (the
       # servers' consul.task_identity; without the block Nomad gives it none).
-      # With Consul ACLs on (the cluster), the KV template below reads with the
-      # token that identity logs in for (role nomad-tasks-web: KV
-      # counter/config/all/ and counter/config/web/), not the agent's token,
-      # which may read no KV. Locally (no ACLs) it changes nothing.
+      # Nomad logs in with it (auth method nomad-workloads) and hands the task
+      # the token: the secrets template above and the KV template below use
+      # it (role nomad-tasks-web), never the agent's token, which may read no
+      # KV and find no Redis.
       consul {}
 
       # Settings changed without a restart (docs/services.md, "Runtime settings"): Nomad renders

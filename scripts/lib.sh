@@ -12,12 +12,54 @@ export PATH="$COUNTER_CACHE/bin:$PATH"
 # shellcheck source=versions.env
 . "$COUNTER_ROOT/scripts/versions.env"
 
-# e2e_venv: the Python venv of tests/e2e (scripts/install --only e2e), keyed
-# by its pinned requirements so a change builds a fresh one.
-e2e_venv() {
-  local sum
-  sum=$(sha256sum "$COUNTER_ROOT/tests/e2e/requirements.txt")
-  echo "$COUNTER_CACHE/tools/e2e-py/${sum:0:12}"
+# venv <name> <requirements file>: a Python venv in the cache with the pinned
+# packages of the file (and of the files it includes with -r), keyed by their
+# hash so a change builds a fresh one; prints its directory.
+venv() {
+  local name=$1 reqs=$2 sum dir included
+  mapfile -t included < <(sed -n "s#^-r #$(dirname "$reqs")/#p" "$reqs")
+  sum=$(cat "$reqs" "${included[@]}" | sha256sum)
+  dir=$COUNTER_CACHE/tools/$name/${sum:0:12}
+  if [[ ! -x $dir/bin/python || ! -f $dir/.complete ]]; then
+    need_cmd python3 "install Python 3 (with the venv module)"
+    log "$name venv: installing ${reqs#"$COUNTER_ROOT/"} into $dir (once)"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$reqs" >&2
+    touch "$dir/.complete"
+  fi
+  echo "$dir"
+}
+
+# ops_python: the python the ops tools (scripts/counterops) run with.
+ops_python() { echo "$(venv ops "$COUNTER_ROOT/scripts/counterops/requirements.txt")/bin/python"; }
+# test_python: the tests' (pytest, selenium, ruff, and the ops packages).
+test_python() { echo "$(venv test "$COUNTER_ROOT/tests/requirements.txt")/bin/python"; }
+
+# ops <module> <args...>: runs counterops.<module> with the ops venv.
+ops() {
+  local python module=$1
+  shift
+  python=$(ops_python)
+  PYTHONPATH=$COUNTER_ROOT/scripts "$python" -m "counterops.$module" "$@"
+}
+
+# run_ops <module> <args...>: replaces this shell with counterops.<module>.
+run_ops() {
+  local python module=$1
+  shift
+  python=$(ops_python)
+  PYTHONPATH=$COUNTER_ROOT/scripts exec "$python" -m "counterops.$module" "$@"
+}
+
+# phase <description> <command...>: runs one step of a long command with a
+# progress line before it and its duration after.
+phase() {
+  local what=$1 started=$SECONDS
+  shift
+  log "$what"
+  "$@"
+  log "$what: done in $((SECONDS - started))s"
 }
 
 # A command that fails under `set -e` ends the script, without a word when
@@ -52,39 +94,4 @@ wait_until() {
     ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
     sleep 0.2
   done
-}
-
-# ---------------------------------------------------------------- cluster secrets
-# The deploy (scripts/deploy) generates a cluster's secrets into this 0700
-# directory (files 0600; docs/deploy.md, "Security"); for the test machines it
-# is ~/.cache/counter/cluster/secrets. Helpers for the scripts that talk to a
-# cluster (scripts/chaos sets CLUSTER_SECRETS to its deployment's): they read
-# the secrets from files and hand them to the tools through the environment
-# or files, never on a command line.
-: "${CLUSTER_SECRETS:=${CLUSTER_STATE:-$COUNTER_CACHE/cluster}/secrets}"
-
-# cluster_redis_cli <redis-cli args...>: redis-cli as the cluster's `check`
-# ACL user (ROLE, INFO, PING, GET counter), the password in REDISCLI_AUTH.
-# Over TLS, verified against the cluster's CA, when the deployment has one.
-cluster_redis_cli() {
-  local tls=()
-  [[ -r $CLUSTER_SECRETS/tls/ca.pem ]] && tls=(--tls --cacert "$CLUSTER_SECRETS/tls/ca.pem")
-  if [[ -r $CLUSTER_SECRETS/redis-check.password ]]; then
-    REDISCLI_AUTH=$(<"$CLUSTER_SECRETS/redis-check.password") \
-      redis-cli --no-auth-warning "${tls[@]}" --user check "$@"
-  else
-    redis-cli "${tls[@]}" "$@"
-  fi
-}
-
-# cluster_consul_curl <curl args...>: curl with the Consul management token in
-# a header read from a file (-H @file), trusting the cluster's CA.
-cluster_consul_curl() {
-  local tls=()
-  [[ -r $CLUSTER_SECRETS/tls/ca.pem ]] && tls=(--cacert "$CLUSTER_SECRETS/tls/ca.pem")
-  if [[ -r $CLUSTER_SECRETS/consul-management.header ]]; then
-    curl "${tls[@]}" -H "@$CLUSTER_SECRETS/consul-management.header" "$@"
-  else
-    curl "${tls[@]}" "$@"
-  fi
 }

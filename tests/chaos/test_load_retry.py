@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from load import Results, exchange
+from counterops.chaos.load import Results, exchange
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: keep-alive\r\n\r\n7"
 

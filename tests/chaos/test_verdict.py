@@ -1,6 +1,6 @@
 """Unit tests of the chaos judge: it must catch a loss, not just count."""
 
-from verdict import verdict
+from counterops.chaos.verdict import verdict
 
 LOAD = {"get_errors": 0, "inc_errors": 0}
 
@@ -46,7 +46,7 @@ def test_the_loads_outage_measures_are_reported_when_present():
 
 
 def test_the_longest_gap_counts_the_start_and_the_end():
-    from load import longest_gap
+    from counterops.chaos.load import longest_gap
     assert longest_gap([1.0, 1.5, 4.0], 5.0) == 2.5
     assert longest_gap([], 3.0) == 3.0
     assert longest_gap([0.2, 2.9], 3.0) == 2.7

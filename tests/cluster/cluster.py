@@ -1,11 +1,10 @@
-"""The test machines of scripts/cluster as the tests see them: an inventory,
-its hosts and addresses, the deploy's secrets, and the tools an operator
-uses (nomad, consul, redis-cli, ssh, scripts/deploy, scripts/status,
-scripts/chaos), run with the cluster's management tokens from files.
-Standard library only.
+"""The test machines of scripts/cluster as the tests see them: the ops
+tools' own view of the cluster (counterops.target: its inventory, hosts,
+addresses, secrets and APIs), and the tools an operator uses (nomad, consul,
+redis-cli, ssh, scripts/deploy, scripts/status, scripts/chaos), run with the
+cluster's management tokens from files.
 """
 
-import json
 import os
 import re
 import ssl
@@ -15,15 +14,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from counterops import target
+
 REPO = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("COUNTER_CACHE")
-             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "counter")
-STATE = Path(os.environ.get("CLUSTER_STATE") or CACHE / "cluster")
-INVENTORY = STATE / "inventory.yml"
-SECRETS = STATE / "secrets"
+INVENTORY = target.TEST_INVENTORY
+SECRETS = target.TEST_CLUSTER / "secrets"
 TLS = SECRETS / "tls"
 CA = TLS / "ca.pem"
-BIN = CACHE / "bin"
+BIN = target.BIN
 
 
 def tls_context(cert=None):
@@ -82,28 +80,18 @@ class Cluster:
     """The running test cluster, read from its inventory."""
 
     def __init__(self):
-        out = run(["python3", str(REPO / "scripts/ops.d/inventory.py"), str(INVENTORY), "json"]).stdout
-        d = json.loads(out)
-        self.hosts = d["clients"]
-        self.servers = d["servers"]
-        self.addr = {h: d["hosts"][h]["addr"] for h in self.hosts}
-        self.ssh_args = {h: d["hosts"][h]["ssh_args"] for h in self.hosts}
-        self.nomad_addr = f"https://{self.addr[self.servers[0]]}:4646"
-        self.consul_addr = f"https://{self.addr[self.servers[0]]}:8501"
+        self.t = target.cluster(INVENTORY)
+        self.hosts = list(self.t.hosts)
+        self.servers = self.t.servers
+        self.addr = {h: self.t.hosts[h].addr for h in self.hosts}
+        self.gateway_vip = self.t.gateway_vip
 
     def gateway(self, host):
-        return f"http://{self.addr[host]}:8080"
+        return self.t.gateway(host)
 
     def env(self, tokens=True):
         """The environment the nomad and consul CLIs need (tokens from files)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
-        env.update(PATH=f"{BIN}:{env.get('PATH', '')}", NOMAD_ADDR=self.nomad_addr,
-                   CONSUL_HTTP_ADDR=self.consul_addr, NOMAD_CLI_SHOW_HINTS="0",
-                   NOMAD_CACERT=str(CA), CONSUL_CACERT=str(CA))
-        if tokens:
-            env["NOMAD_TOKEN"] = secret("nomad-management.token")
-            env["CONSUL_HTTP_TOKEN_FILE"] = str(SECRETS / "consul-management.token")
-        return env
+        return self.t.cli_env(tokens=tokens)
 
     def nomad(self, *args, check=True, tokens=True):
         return run([str(BIN / "nomad"), *args], check=check, env=self.env(tokens))
@@ -112,19 +100,14 @@ class Cluster:
         return run([str(BIN / "consul"), *args], check=check, env=self.env(tokens))
 
     def nomad_api(self, path):
-        req = urllib.request.Request(self.nomad_addr + path, headers={"X-Nomad-Token": secret("nomad-management.token")})
-        with urllib.request.urlopen(req, timeout=10, context=tls_context()) as r:
-            return json.loads(r.read())
+        return self.t.nomad().get(path)
 
     def consul_api(self, path):
-        req = urllib.request.Request(self.consul_addr + path,
-                                     headers={"X-Consul-Token": secret("consul-management.token")})
-        with urllib.request.urlopen(req, timeout=10, context=tls_context()) as r:
-            return json.loads(r.read())
+        return self.t.consul().get(path)
 
     def ssh(self, host, command, check=True):
         """A shell command on a host, over SSH as the deploy reaches it."""
-        return run(["ssh", *self.ssh_args[host], command], check=check, timeout=120)
+        return run(["ssh", *self.t.hosts[host].ssh_args, command], check=check, timeout=120)
 
     def redis_cli(self, host, *args, user="check", password_file="redis-check.password", port=6380):
         env = dict(os.environ)
@@ -145,8 +128,7 @@ class Cluster:
         # Each instance is registered by two agents (a ring): one address.
         addrs = {e["Service"]["Address"] for e in self.consul_api("/v1/health/service/redis-primary?passing")}
         assert len(addrs) == 1, f"passing redis-primary at {addrs}"
-        addr = addrs.pop()
-        return next(h for h in self.hosts if self.addr[h] == addr)
+        return self.t.host_of(addrs.pop())
 
     def running_allocs(self, job):
         return [a for a in self.nomad_api(f"/v1/job/{job}/allocations") if a["ClientStatus"] == "running"]

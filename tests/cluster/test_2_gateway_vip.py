@@ -3,15 +3,13 @@ on exactly one machine whose Traefik answers; when that machine gives it up,
 another takes it within seconds, clients of that one address are served
 again, and the machine that comes back does not take it back."""
 
-import json
 import time
 
-from cluster import INVENTORY, REPO, eventually, http, run, tls_context
+from cluster import Cluster, eventually, http, tls_context
 
 
 def gateway_vip():
-    out = run(["python3", str(REPO / "scripts/ops.d/inventory.py"), str(INVENTORY), "json"]).stdout
-    vip = json.loads(out)["gateway_vip"]
+    vip = Cluster().gateway_vip
     assert vip, "the test machines' inventory sets counter_gateway_vip"
     return vip
 

@@ -7,7 +7,6 @@ import time
 
 from cluster import eventually
 
-
 # Grows by 16 MiB every 20 ms up to 1 GiB, touching every page, then idles:
 # far past its 64 MB limit within a second, and slow enough that the kernel
 # kills it rather than the machine swapping.

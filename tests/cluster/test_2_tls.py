@@ -10,7 +10,6 @@ import subprocess
 import urllib.error
 
 import pytest
-
 from cluster import CA, TLS, http, tls_context
 
 # The first byte of a connection to an RPC port says what follows; this one

@@ -6,9 +6,12 @@ under load with no failed request and no acknowledged increment lost."""
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 from cluster import REPO, Cluster, eventually, http, run
+
+from counterops.chaos.verdict import verdict
 
 
 def test_an_added_host_joins_and_web_spreads_onto_it(cluster):
@@ -45,7 +48,7 @@ def test_a_host_is_removed_under_load_without_a_failed_request(cluster):
         stop, out_path = os.path.join(tmp, "stop"), os.path.join(tmp, "load.json")
         with open(out_path, "w") as out:
             # Bounded: 300 s at most, and ended as soon as the removal is done.
-            load = subprocess.Popen(["python3", str(REPO / "tests/chaos/load.py"), "--duration", "300",
+            load = subprocess.Popen([sys.executable, "-m", "counterops.chaos.load", "--duration", "300",
                                      "--stop-file", stop, *gateways], stdout=out, text=True)
             try:
                 run([str(REPO / "scripts/cluster"), "remove", leaving], timeout=600)
@@ -57,11 +60,10 @@ def test_a_host_is_removed_under_load_without_a_failed_request(cluster):
     shrunk = Cluster()
     assert leaving not in shrunk.hosts
     final = int(shrunk.redis_cli(shrunk.primary(), "GET", "counter"))
-    verdict = run(["python3", str(REPO / "tests/chaos/verdict.py"), "remove-host", str(initial), str(final), "0"],
-                  check=False, input=json.dumps(result))
-    print(verdict.stdout, verdict.stderr)
-    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
-    assert result["get_errors"] == 0 and result["inc_errors"] == 0, verdict.stdout + str(result.get("error_kinds"))
+    line, problems = verdict("remove-host", result, initial, final, 0)
+    print(line)
+    assert not problems, line + str(problems)
+    assert result["get_errors"] == 0 and result["inc_errors"] == 0, line + str(result.get("error_kinds"))
     assert len(result["acked"]) > 0 and result["get_ok"] > 0
     assert not any(m["Name"] == leaving and m["Status"] == 1 for m in shrunk.consul_api("/v1/agent/members"))
     assert leaving not in [n["Name"] for n in shrunk.nomad_api("/v1/nodes")]

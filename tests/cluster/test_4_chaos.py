@@ -7,7 +7,6 @@ import os
 import re
 
 import pytest
-
 from cluster import REPO, run
 from test_2_security import logs, process_lists, scan
 

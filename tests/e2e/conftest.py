@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from counterops import target
+
 REPO = Path(__file__).resolve().parents[2]
 # Mirrors scripts/lib.sh.
 CACHE = Path(
@@ -25,12 +27,13 @@ CACHE = Path(
 )
 STATE = Path(os.environ.get("COUNTER_STATE") or CACHE / "local")
 GATEWAY = "http://127.0.0.1:8080"
-TRAEFIK_API = "http://127.0.0.1:8081/api"
+# Traefik's API and dashboard: loopback only, their own entrypoint.
+TRAEFIK_API = "http://127.0.0.1:8079/api"
 CONSUL = "http://127.0.0.1:8500"
 NOMAD = "http://127.0.0.1:4646"
 TIMEOUT = 5  # seconds, for any single HTTP request
 # The local stack's ACL tokens (scripts/up generates them; scripts/env hands
-# them to a shell). Mirrors scripts/local.sh.
+# them to a shell). Mirrors scripts/counterops/target.py.
 SECRETS = STATE / "secrets"
 NOMAD_TOKEN_FILE = SECRETS / "nomad-management.token"
 CONSUL_TOKEN_FILE = SECRETS / "consul-management.token"
@@ -101,6 +104,16 @@ def run(*args, check=True, anonymous=False):
     if check:
         assert p.returncode == 0, f"{' '.join(args)} exited {p.returncode}:\n{p.stdout}{p.stderr}"
     return p
+
+
+def redis(port=6380):
+    """A connection to a local Redis node as its `check` user (ROLE, INFO,
+    GET counter), with the password scripts/up generated."""
+    return target.local().redis("127.0.0.1", port)
+
+
+def sentinel():
+    return target.local().sentinel("127.0.0.1")
 
 
 def wait_for(what, predicate, timeout=20.0, interval=0.25):

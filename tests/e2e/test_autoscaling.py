@@ -1,7 +1,7 @@
 """Autoscaling of web by the real nomad-autoscaler, on Nomad's own metrics.
 
-scripts/up starts the autoscaler (nomad/autoscaler.hcl) beside Nomad; the
-policy is the `scaling` block of nomad/web.nomad.hcl: 2 to 6 allocations,
+scripts/up runs the autoscaler as a Nomad job (nomad/autoscaler.nomad.hcl), as
+a cluster does; the policy is the `scaling` block of nomad/web.nomad.hcl: 2 to 6 allocations,
 target-value on avg_cpu-allocated from the nomad-apm source. This test drives
 web through Traefik with a bounded, open-loop load (bench/loadgen: a fixed
 request rate for a fixed time, loopback only) and watches the group's count
@@ -21,10 +21,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import GATEWAY, NOMAD, REPO, get_json, http, run
 
-AUTOSCALER = "http://127.0.0.1:8082"
 MIN, MAX = 2, 6
 # Requests per second through the gateway. Measured here: web spends about
 # 0.9 MHz per request/s (docs/autoscaling.md), so 400 req/s is about 360 MHz:
@@ -41,6 +39,15 @@ LOAD_AFTER_SCALE_OUT_S = 10
 # 5 s evaluation interval, then the stopping allocations' 3 s shutdown delay
 # and drain; four times that for a loaded machine.
 SCALE_IN_MAX_S = 120
+
+
+def autoscaler_health():
+    """The autoscaler job's /v1/health, on the loopback port Nomad gave it."""
+    allocs = [a for a in get_json(NOMAD + "/v1/job/autoscaler/allocations") if a["ClientStatus"] == "running"]
+    assert len(allocs) == 1, f"the autoscaler job runs {len(allocs)} allocations (scripts/up submits it)"
+    alloc = get_json(NOMAD + f"/v1/allocation/{allocs[0]['ID']}")
+    port = next(p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] if p["Label"] == "http")
+    return http(f"http://127.0.0.1:{port}/v1/health")
 
 
 def scale_status():
@@ -88,8 +95,8 @@ def wait_steady(what, predicate, timeout):
 
 
 def test_web_scales_out_under_load_and_back_in_after_it():
-    health = http(AUTOSCALER + "/v1/health")
-    assert health.status == 200, f"the autoscaler is not answering on {AUTOSCALER} (scripts/up starts it)"
+    health = autoscaler_health()
+    assert health.status == 200, f"the autoscaler is not healthy: {health.status} {health.text}"
     policies = [p for p in get_json(NOMAD + "/v1/scaling/policies?job=web") if p["Enabled"]]
     assert len(policies) == 1, policies
     (group,) = get_json(NOMAD + "/v1/job/web")["TaskGroups"]

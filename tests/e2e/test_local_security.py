@@ -1,8 +1,9 @@
 """The local stack's access control (docs/local-stack.md, "Security"):
 Nomad and Consul answer nothing without a token, the tokens live in 0600
 files and nowhere else (no command line, no job spec), the tasks run as the
-unprivileged system user, and the raw_exec driver refuses a task that asks
-for root.
+unprivileged system user, the raw_exec driver refuses a task that asks for
+root, and Redis and Sentinel answer no one without a password: another local
+account can neither flush the count nor re-point a replica.
 
 Tests that submit a job submit it under a name of their own and purge it
 whatever happens; the anonymous ones cannot create anything.
@@ -16,8 +17,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import CONSUL, NOMAD, SECRETS, http, redis, run, wait_for
 
-from conftest import (CONSUL, NOMAD, SECRETS, http, run, wait_for)
+from counterops import target
+from counterops.redis import RedisError
 
 TASK_USER = "counter"
 PROBE_JOB = "e2e-acl-probe"
@@ -64,13 +67,14 @@ def purge(name):
 
 
 def tokens():
-    """Every token the local stack has: the files in its secrets directory."""
+    """Every secret the local stack has (tokens, passwords, gossip keys): the
+    files in its secrets directory."""
     out = {}
-    for f in SECRETS.glob("*.token"):
+    for f in SECRETS.iterdir():
         value = f.read_text().strip()
         if value:
             out[f.name] = value
-    assert len(out) >= 4, f"expected the local stack's token files in {SECRETS}, found {sorted(out)}"
+    assert len(out) >= 10, f"expected the local stack's secrets in {SECRETS}, found {sorted(out)}"
     return out
 
 
@@ -115,11 +119,13 @@ def test_token_files_are_private():
     for f in SECRETS.iterdir():
         mode = stat.S_IMODE(f.stat().st_mode)
         assert mode == 0o600, f"{f} is {oct(mode)}"
-    etc = SECRETS.parent / "etc"
-    for f in (etc / "consul.d" / "secrets.hcl", etc / "consul.d" / "redis-local.hcl",
-              etc / "nomad.d" / "secrets.hcl"):
+    # The rendered configs: several hold a token or a password (the agents',
+    # the Redis replication and Sentinel passwords).
+    configs = [f for f in (SECRETS.parent / "etc").rglob("*") if f.is_file() and f.name != ".layout"]
+    assert len(configs) >= 10, configs
+    for f in configs:
         mode = stat.S_IMODE(f.lstat().st_mode)
-        assert mode == 0o600, f"{f} holds a token and is {oct(mode)}"
+        assert mode == 0o600, f"{f} is {oct(mode)}"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the allocation directories move out of the state only when started as root")
@@ -130,13 +136,13 @@ def test_only_root_and_the_task_user_reach_the_allocation_directories():
     assert st.st_gid == pwd.getpwnam(TASK_USER).pw_gid, f"{alloc} is not group {TASK_USER}"
 
 
-def test_no_token_on_a_command_line_or_in_a_job_spec():
+def test_no_secret_on_a_command_line_or_in_a_job_spec():
     secrets = tokens()
     ps = subprocess.run(["ps", "-eo", "pid,user,args", "--width", "100000"],
                         capture_output=True, text=True, check=True).stdout
     for name, value in secrets.items():
         assert value not in ps, f"the token of {name} appears in ps output"
-    for job in ("traefik", "web", "web-inc"):
+    for job in ("traefik", "web", "web-inc", "autoscaler"):
         spec = run("nomad", "job", "inspect", job).stdout
         for name, value in secrets.items():
             assert value not in spec, f"the token of {name} appears in the job spec of {job}"
@@ -198,3 +204,34 @@ def test_a_task_asking_for_root_is_refused(tmp_path, user):
         assert any("running as uid 0 is disallowed" in e for e in events), events
     finally:
         purge(ROOT_JOB)
+
+
+def as_another_local_account(*argv):
+    """A command as `nobody` (as root), or as this unprivileged user: a local
+    account that holds none of the stack's secrets."""
+    prefix = ["runuser", "-u", "nobody", "--"] if os.geteuid() == 0 else []
+    return subprocess.run(prefix + list(argv), capture_output=True, text=True, timeout=10)
+
+
+@pytest.mark.parametrize("port,command", [(6380, ["FLUSHALL"]), (6381, ["REPLICAOF", "127.0.0.1", "9"]),
+                                          (6380, ["SET", "counter", "0"]), (26380, ["SENTINEL", "RESET", "*"])])
+def test_another_local_account_cannot_touch_the_count_or_the_topology(port, command):
+    def state():
+        """The count and each node's role (a replica's with its primary)."""
+        with redis(6380) as a, redis(6381) as b:
+            return a.call("GET", "counter"), [r[:3] if r[0] == "slave" else r[:1] for r in (a.call("ROLE"),
+                                                                                            b.call("ROLE"))]
+
+    before = state()
+    out = as_another_local_account("redis-cli", "-p", str(port), *command)
+    assert "NOAUTH" in out.stdout + out.stderr, f"{command} on :{port} as another account: {out.stdout}{out.stderr}"
+    assert state() == before
+
+
+def test_a_service_user_cannot_do_what_it_does_not_need():
+    """web may only read the count: FLUSHALL and REPLICAOF are NOPERM for it."""
+    web = target.local().redis("127.0.0.1", 6380, user="web")
+    for command in (["FLUSHALL"], ["REPLICAOF", "127.0.0.1", "9"], ["INCRBY", "counter", "1"]):
+        with pytest.raises(RedisError, match="NOPERM"):
+            web.call(*command)
+    web.close()

@@ -10,9 +10,7 @@ import re
 import signal
 
 import pytest
-
-from conftest import (CONSUL, GATEWAY, REPO, STATE, TRAEFIK_API, get_json, http,
-                      run, wait_for)
+from conftest import CONSUL, GATEWAY, REPO, STATE, TRAEFIK_API, get_json, http, redis, run, sentinel, wait_for
 
 JOBS = ["traefik", "web", "web-inc"]
 
@@ -96,8 +94,8 @@ def test_exactly_one_redis_instance_passes_as_primary_and_one_as_replica():
     replica_port = replicas[0]["Service"]["Port"]
     assert {primary_port, replica_port} == {6380, 6381}
     # And Redis agrees with Consul.
-    assert run("redis-cli", "-p", str(primary_port), "ROLE").stdout.split()[0] == "master"
-    assert run("redis-cli", "-p", str(replica_port), "ROLE").stdout.split()[0] == "slave"
+    with redis(primary_port) as p, redis(replica_port) as r:
+        assert (p.call("ROLE")[0], r.call("ROLE")[0]) == ("master", "slave")
 
 
 def test_sentinel_runs_with_the_timers_its_unit_sets():
@@ -105,8 +103,9 @@ def test_sentinel_runs_with_the_timers_its_unit_sets():
     unit = (REPO / "systemd" / "counter-sentinel.service").read_text()
     words = next(ln for ln in unit.splitlines() if ln.startswith("ExecStartPost=")).split()[2:]
     want = {name.upper(): value for name, value in zip(words[::2], words[1::2])}
-    reply = run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG").stdout.split()
-    got = dict(zip(reply[::2], reply[1::2]))
+    with sentinel() as s:
+        reply = s.call("SENTINEL", "DEBUG")
+    got = dict(zip(reply[::2], map(str, reply[1::2])))
     assert want and {k: got.get(k) for k in want} == want, got
 
 

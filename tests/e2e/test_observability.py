@@ -7,7 +7,7 @@ log, and in Traefik's access log when the request is one the gateway logs
 import re
 import secrets
 
-from conftest import GATEWAY, http, run, wait_for
+from conftest import GATEWAY, http, run, sentinel, wait_for
 
 
 def logs_for(request_id):
@@ -80,11 +80,13 @@ def test_status_shows_every_machine_allocation_and_redis_role():
 
 
 def test_status_names_a_sentinel_that_runs_without_its_units_timers():
-    run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG", "ping-period", "1000")
+    with sentinel() as s:
+        s.call("SENTINEL", "DEBUG", "ping-period", "1000")
     try:
         p = run("scripts/status", "--local", "--interval", "0.5", check=False)
     finally:
-        run("redis-cli", "-p", "26380", "SENTINEL", "DEBUG", "ping-period", "250")
+        with sentinel() as s:
+            s.call("SENTINEL", "DEBUG", "ping-period", "250")
 
     assert p.returncode == 1, p.stdout + p.stderr
     assert "127.0.0.1 runs ping-period 1000, info-period 600 (the unit sets ping-period 250, info-period 600" \

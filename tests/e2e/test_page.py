@@ -9,12 +9,11 @@ import re
 import shutil
 
 import pytest
+from conftest import GATEWAY, http
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-
-from conftest import GATEWAY, http
 
 # Debian's paths; overridable for other systems.
 CHROMIUM = os.environ.get("COUNTER_CHROMIUM", "/usr/bin/chromium")

@@ -4,10 +4,10 @@ bounded stream of requests through the gateway keeps getting 200s.
 """
 
 import json
-from datetime import datetime, timedelta, timezone
 import threading
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 
 from conftest import GATEWAY, NOMAD, get_json, http, run, token_headers, wait_for
 

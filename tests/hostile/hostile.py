@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cases import CLOSE, HOST, VALID_GET, all_cases, req  # noqa: E402
+from cases import CLOSE, HOST, all_cases, req  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "counter"
@@ -64,6 +64,15 @@ def redis(addr, *args):
             n = int(rest)
             return None if n < 0 else f.read(n + 2)[:-2].decode()
         raise RuntimeError(f"unexpected redis reply {line!r}")
+
+
+def local_stack_count():
+    """The count on the local stack's primary, read as its `check` user
+    (scripts/up's secrets; counterops is on PYTHONPATH under scripts/test)."""
+    from counterops import target
+
+    with target.local().redis("127.0.0.1", 6380) as r:
+        return int(r.call("GET", KEY) or 0)
 
 
 def redis_count(addr):
@@ -425,11 +434,12 @@ def run_cases(host, port, mode, cases, workers):
     return failures, len(cases)
 
 
-def suite(host, port, redis_addr, mode, seed, workers, alive=lambda: True, binary=None, redis_args=None):
-    """Runs everything against host:port; returns (case count, list of failures)."""
+def suite(host, port, count, mode, seed, workers, alive=lambda: True, binary=None, redis_args=None):
+    """Runs everything against host:port; COUNT() reads the count in Redis.
+    Returns (case count, list of failures)."""
     cases = all_cases(seed=seed)
     failures = []
-    before = redis_count(redis_addr)
+    before = count()
     print(f"hostile: {len(cases)} cases against {mode} {host}:{port} (count before: {before}, seed {seed})")
     t0 = time.monotonic()
     case_failures, ran = run_cases(host, port, mode, cases, workers)
@@ -440,7 +450,7 @@ def suite(host, port, redis_addr, mode, seed, workers, alive=lambda: True, binar
         failures.append("the service process died")
         return ran, failures
     status, body = http_get(host, port, "/")
-    after = redis_count(redis_addr)
+    after = count()
     if status != 200:
         failures.append(f"after the cases GET / answered {status}")
     elif body.strip() != str(after):
@@ -456,7 +466,7 @@ def suite(host, port, redis_addr, mode, seed, workers, alive=lambda: True, binar
 
     # The control: a valid increment is seen, so the unchanged count above meant something.
     status, body = http_get(host, port, "/inc", method="POST")
-    now = redis_count(redis_addr)
+    now = count()
     if status != 200 or now != after + 1:
         failures.append(f"control: a valid POST /inc got {status} and moved the count {after} -> {now}, want +1")
     else:
@@ -483,7 +493,7 @@ def main():
     args = ap.parse_args()
 
     if args.target == "gateway":
-        n, failures = suite("127.0.0.1", 8080, ("127.0.0.1", 6380), "gateway", args.seed, args.workers)
+        n, failures = suite("127.0.0.1", 8080, local_stack_count, "gateway", args.seed, args.workers)
         return report(n, failures)
 
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
@@ -512,7 +522,7 @@ def main():
             port = free_port()
             service = start_service(binary, port, redis_args)
             procs.append(service)
-            n, failures = suite("127.0.0.1", port, ("127.0.0.1", pport), "service", args.seed, args.workers,
+            n, failures = suite("127.0.0.1", port, lambda: redis_count(("127.0.0.1", pport)), "service", args.seed, args.workers,
                                 alive=lambda: service.poll() is None, binary=binary, redis_args=redis_args)
         finally:
             for p in reversed(procs):

@@ -1,38 +1,32 @@
-"""scripts/jobs: the variables each profile submits, and what counts as a
-change in a plan. The submission itself runs against real Nomad in the e2e
-and cluster suites."""
+"""counterops.jobs: the variables each kind of deployment submits, and what
+counts as a change in a plan. The submission itself runs against real Nomad
+in the e2e and cluster suites."""
 
-import importlib.machinery
-import importlib.util
 import types
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-loader = importlib.machinery.SourceFileLoader("jobs", str(REPO / "scripts/jobs"))
-spec = importlib.util.spec_from_loader("jobs", loader)
-jobs = importlib.util.module_from_spec(spec)
-loader.exec_module(jobs)
+from counterops import jobs
 
 
 def args(**kw):
     base = dict(artifact=["web=abc:111", "web-inc=def:222"], artifact_url="http://192.0.2.1:8090", set=[],
-                keep_artifacts=False, vars_dir="/nonexistent", job_dir="/repo", traefik_binary="/bin/traefik")
+                keep_artifacts=False, vars_dir="/nonexistent")
     base.update(kw)
     return types.SimpleNamespace(**base)
 
 
-def test_local_profile_submits_the_job_files_defaults_and_the_artifact():
+def test_the_local_stack_submits_the_job_files_defaults_and_the_artifact():
     v = jobs.job_vars("local", "web", 1, args())
     assert v == {"version": "abc", "checksum": "111", "artifact_url": "http://192.0.2.1:8090"}
 
 
-def test_cluster_profile_puts_one_web_per_host_with_secrets_and_no_canary():
+def test_a_cluster_gets_one_web_per_host_with_tls_and_no_canary():
     v = jobs.job_vars("cluster", "web", 4, args())
-    assert v["distinct_hosts"] == "true" and v["canary"] == "0" and v["secrets"] == "true"
+    assert v["distinct_hosts"] == "true" and v["canary"] == "0"
+    assert v["consul_http_addr"] == "https://127.0.0.1:8501" and v["redis_tls_ca"] == jobs.CLUSTER_CA
     assert (v["count"], v["scaling_min"], v["scaling_max"]) == ("4", "3", "4")
 
 
-def test_cluster_profile_caps_web_at_six_and_keeps_two_web_inc():
+def test_a_cluster_caps_web_at_six_and_keeps_two_web_inc():
     assert jobs.job_vars("cluster", "web", 9, args())["count"] == "6"
     assert jobs.job_vars("cluster", "web-inc", 9, args())["count"] == "2"
 
@@ -44,9 +38,9 @@ def test_set_overrides_one_job_or_every_job():
     assert jobs.job_vars("cluster", "web-inc", 3, a)["canary"] == "2"
 
 
-def test_traefik_reads_the_cluster_config_in_the_cluster():
-    assert jobs.job_vars("cluster", "traefik", 3, args())["traefik_config"] == "/repo/cluster/traefik.yml"
-    assert jobs.job_vars("local", "traefik", 1, args())["traefik_config"] == "/repo/traefik/traefik.yml"
+def test_the_gateway_serves_https_on_every_address_in_a_cluster_only():
+    assert jobs.job_vars("cluster", "traefik", 3, args()) == {"gateway_bind": "", "https": "true"}
+    assert jobs.job_vars("local", "traefik", 1, args()) == {}
 
 
 def test_kept_artifacts_come_from_the_var_file(tmp_path):
@@ -56,8 +50,9 @@ def test_kept_artifacts_come_from_the_var_file(tmp_path):
 
 
 def test_an_empty_scaling_diff_is_no_change():
+    scaling = {"Type": "Edited", "Name": "Scaling", "Fields": [], "Objects": None}
     diff = {"Type": "Edited", "Fields": None, "Objects": None, "TaskGroups": [
-        {"Type": "Edited", "Fields": None, "Objects": [{"Type": "Edited", "Name": "Scaling", "Fields": [], "Objects": None}]}]}
+        {"Type": "Edited", "Fields": None, "Objects": [scaling]}]}
     assert not jobs.meaningful(diff)
 
 

@@ -1,37 +1,52 @@
-"""scripts/local.sh's link_configs: the local stack's /etc/counter is rebuilt
-from links to the checkout that runs scripts/up, even when the links it
-finds point into a checkout that has since been deleted or moved (a clean
-clone made for a test run, removed afterwards). Run in a scratch
-COUNTER_CACHE, so the real local stack's state is not touched."""
+"""counterops.render: the local stack's configs come from the templates a
+cluster renders, with the settings both share; a file another layout left in
+an agent's config directory goes (the agents read every file there)."""
 
-import os
-import subprocess
-from pathlib import Path
+import re
 
-REPO = Path(__file__).resolve().parents[2]
+from counterops import render, secrets
 
 
-def run_local_sh(cache: Path, script: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COUNTER_CACHE": str(cache), "COUNTER_STATE": str(cache / "local"),
-           "COUNTER_TASK_ROOT": str(cache / "task-root")}
-    return subprocess.run(["bash", "-c", f'set -euo pipefail; . "{REPO}/scripts/local.sh"; {script}'],
-                          env=env, capture_output=True, text=True, timeout=60)
+def rendered(tmp_path):
+    secrets.ensure(tmp_path / "secrets", ["local"])
+    etc = tmp_path / "etc"
+    return etc, render.write_local(etc, tmp_path / "secrets")
 
 
-def test_links_into_a_deleted_checkout_are_replaced(tmp_path):
-    gone = tmp_path / "deleted-checkout"
-    etc = tmp_path / "local" / "etc"
-    for sub, name in (("consul.d", "consul/local.hcl"), ("nomad.d", "nomad/local.hcl")):
-        (etc / sub).mkdir(parents=True)
-        (etc / sub / "local.hcl").symlink_to(gone / name)
-    (etc / "redis").mkdir()
-    (etc / "redis" / "primary.conf").symlink_to(gone / "redis/primary.conf")
+def test_every_config_renders_with_the_local_stacks_values_and_nothing_changes_twice(tmp_path):
+    etc, changed = rendered(tmp_path)
+    assert sorted(changed) == sorted(name for _, name, _ in render.FILES)
+    assert render.write_local(etc, tmp_path / "secrets") == []
+    primary = (etc / "redis/primary.conf").read_text()
+    assert re.search(r"^port 6380$", primary, re.M) and "tls-port" not in primary
+    assert re.search(r"^replicaof 127\.0\.0\.1 6380$", (etc / "redis/replica.conf").read_text(), re.M)
+    assert re.search(r"^sentinel monitor counter 127\.0\.0\.1 6380 1$", (etc / "redis/sentinel.conf").read_text(),
+                     re.M)
+    assert 'bootstrap_expect = 1' in (etc / "consul.d/consul.hcl").read_text()
 
-    result = run_local_sh(tmp_path, "ensure_secrets; link_configs; echo linked")
 
-    assert result.returncode == 0 and "linked" in result.stdout, result.stderr
-    for link, target in ((etc / "consul.d/local.hcl", "consul/local.hcl"),
-                         (etc / "nomad.d/local.hcl", "nomad/local.hcl"),
-                         (etc / "redis/primary.conf", "redis/primary.conf")):
-        assert os.readlink(link) == str(REPO / target)
-    assert (tmp_path / "bin" / "counter-redis-config").resolve() == REPO / "redis/counter-redis-config"
+def test_the_redis_users_hold_hashes_only_and_no_default_user(tmp_path):
+    etc, _ = rendered(tmp_path)
+    users = (etc / "redis/users.acl").read_text()
+    assert users.splitlines()[0] == "user default off"
+    for name in secrets.redis_users():
+        password = (tmp_path / "secrets" / f"redis-{name}.password").read_text().strip()
+        assert password not in users
+        assert re.search(rf"^user {name} on #[0-9a-f]{{64}} ", users, re.M), name
+
+
+def test_the_settings_both_modes_share_reach_the_local_stack(tmp_path):
+    etc, _ = rendered(tmp_path)
+    settings = render.yaml.safe_load(render.SETTINGS.read_text())
+    sentinel = (etc / "redis/sentinel.conf").read_text()
+    assert f"down-after-milliseconds counter {settings['sentinel_down_after_ms']}" in sentinel
+    assert f'ttl   = "{settings["consul_role_check_ttl"]}"' in (etc / "consul.d/redis.hcl").read_text()
+
+
+def test_a_file_of_an_older_layout_leaves_the_agents_config_directories(tmp_path):
+    etc, _ = rendered(tmp_path)
+    (etc / "consul.d/local.hcl").symlink_to(tmp_path / "a-checkout-since-deleted/consul/local.hcl")
+    (etc / "nomad.d/alloc.hcl").write_text("client {}\n")
+    changed = render.write_local(etc, tmp_path / "secrets")
+    assert sorted(changed) == ["consul.d/local.hcl", "nomad.d/alloc.hcl"]
+    assert not (etc / "consul.d/local.hcl").is_symlink() and not (etc / "nomad.d/alloc.hcl").exists()

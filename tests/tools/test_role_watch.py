@@ -1,22 +1,15 @@
-"""consul/redis-role-watch: the role rules (which registration passes), and
-its check mode against real redis-server processes. The run mode (TTL checks
-on real Consul agents) is exercised by the cluster suite's failovers."""
+"""counterops.role_watch: the role rules (which registration passes), and its
+look at real redis-server processes. Its TTL checks on real Consul agents are
+exercised by the e2e and cluster suites' failovers."""
 
-import importlib.machinery
-import importlib.util
 import socket
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "consul/redis-role-watch"
-loader = importlib.machinery.SourceFileLoader("role_watch", str(SCRIPT))
-spec = importlib.util.spec_from_loader("role_watch", loader)
-role_watch = importlib.util.module_from_spec(spec)
-loader.exec_module(role_watch)
+from counterops import role_watch
+from counterops.redis import Redis, parse_info
 
 
 def verdict(**info):
@@ -57,7 +50,7 @@ def test_an_unknown_role_passes_neither():
 
 
 def test_parse_info_reads_key_value_lines_and_skips_headers():
-    info = role_watch.parse_info("# Replication\r\nrole:master\r\nconnected_slaves:2\r\n")
+    info = parse_info("# Replication\r\nrole:master\r\nconnected_slaves:2\r\n")
     assert info == {"role": "master", "connected_slaves": "2"}
 
 
@@ -100,41 +93,35 @@ def redis_server(tmp_path):
         proc.wait(timeout=10)
 
 
-def check(port, role):
-    env = {"PATH": "/usr/bin:/bin", "REDIS_ROLE_CHECK_ENV": "/nonexistent"}
-    return subprocess.run([str(SCRIPT), "check", "127.0.0.1", str(port), role], env=env,
-                          capture_output=True, text=True, timeout=10)
+def look(port, role):
+    """(passing, reason) of one registration of the node on PORT."""
+    return role_watch.look(Redis("127.0.0.1", port, timeout=1))[role]
 
 
-def test_check_mode_passes_the_primary_registration_of_a_lone_master(redis_server):
+def test_a_lone_master_passes_as_the_primary_only(redis_server):
     port = redis_server()
-    primary, replica = check(port, "primary"), check(port, "replica")
-    assert (primary.returncode, replica.returncode) == (0, 2), (primary.stdout, replica.stdout)
-    assert primary.stdout.startswith("passing: 127.0.0.1:")
+    (primary, reason), (replica, _) = look(port, "primary"), look(port, "replica")
+    assert (primary, replica) == (True, False), reason
+    assert reason.startswith("127.0.0.1:")
 
 
-def test_check_mode_fails_a_master_whose_write_guard_refuses_writes(redis_server):
-    port = redis_server("--min-replicas-to-write", "1")
-    result = check(port, "primary")
-    assert result.returncode == 2 and "min_slaves_good_slaves:0" in result.stdout
+def test_a_master_whose_write_guard_refuses_writes_is_not_the_primary(redis_server):
+    passing, reason = look(redis_server("--min-replicas-to-write", "1"), "primary")
+    assert not passing and "min_slaves_good_slaves:0" in reason
 
 
-def test_check_mode_follows_a_replica_through_its_sync(redis_server):
+def test_a_replica_passes_once_it_has_synced(redis_server):
     primary = redis_server()
     replica = redis_server("--replicaof", "127.0.0.1", str(primary))
     deadline = time.monotonic() + 10
-    while check(replica, "replica").returncode != 0:
-        assert time.monotonic() < deadline, check(replica, "replica").stdout
+    while not look(replica, "replica")[0]:
+        assert time.monotonic() < deadline, look(replica, "replica")
         time.sleep(0.1)
-    assert check(replica, "primary").returncode == 2
+    assert not look(replica, "primary")[0]
 
 
-def test_check_mode_fails_both_registrations_of_a_node_that_does_not_answer():
+def test_a_node_that_does_not_answer_passes_neither_registration():
     port = free_port()
     for role in ("primary", "replica"):
-        result = check(port, role)
-        assert result.returncode == 2 and "does not answer" in result.stdout
-
-
-def test_check_mode_refuses_an_unknown_role():
-    assert check(free_port(), "leader").returncode not in (0, 2)
+        passing, reason = look(port, role)
+        assert not passing and "does not answer" in reason

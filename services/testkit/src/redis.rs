@@ -229,12 +229,12 @@ impl Drop for RedisServer {
 pub const TEST_PASSWORDS: [(&str, &str); 3] =
     [("web", "web-test-password"), ("web-inc", "web-inc-test-password"), ("replication", "replication-test-password")];
 
-/// The deployment's own Redis users (`redis/users.acl.tmpl`, what each
+/// The deployment's own Redis users (`redis/users.acl.j2`, what each
 /// service may run), each with the password `<user>-test-password` in place
-/// of the cluster's generated hash. Comments and blank lines are dropped, as
-/// scripts/cluster does: an aclfile holds user lines only.
+/// of the `#{{ ... }}` hash the deployment renders. Only the user lines: an
+/// aclfile holds nothing else (the template's comments are Jinja's).
 pub fn counter_acl() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../redis/users.acl.tmpl");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../redis/users.acl.j2");
     let template = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     template
         .lines()
@@ -242,9 +242,11 @@ pub fn counter_acl() -> String {
         .filter(|line| line.starts_with("user "))
         .map(|line| {
             let user = line.split_whitespace().nth(1).unwrap_or_default();
-            match line.split_whitespace().find(|word| word.starts_with("#@")) {
-                Some(hash) => line.replace(hash, &format!(">{user}-test-password")),
-                None => line.to_string(),
+            match (line.find("#{{"), line.find("}}")) {
+                (Some(start), Some(end)) => {
+                    format!("{}>{user}-test-password{}", &line[..start], &line[end + 2..])
+                }
+                _ => line.to_string(),
             }
         })
         .collect::<Vec<_>>()

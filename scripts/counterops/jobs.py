@@ -1,0 +1,339 @@
+"""Counter's Nomad jobs: the one place that knows their variables. scripts/up
+(the local stack), the deploy (its control step, run on the operator's
+machine) and scripts/chaos (a rolling deploy) all submit jobs through it, so
+the variables cannot drift between them:
+
+  local    the defaults of the job files: one machine, a canary first, no
+           placement constraint
+  cluster  one instance per host (distinct_hosts, so no canary either: no
+           host is free for one), TLS to Consul and Redis, web sized to the
+           hosts (one per host, at most 6) and its autoscaling bounds to match
+
+Counts the autoscaler set are preserved: a group that exists keeps its count
+(as `nomad job run -preserve-counts`), except in a cluster whose hosts were
+added or removed since the last deploy (recorded in the Nomad Variable
+counter/deploy): web is then sized to the hosts again, so a new host gets an
+instance.
+
+A job whose plan shows no change is not submitted again: a second deploy
+changes nothing. Otherwise it is submitted with `nomad job run` (so Nomad
+keeps the source and variables, and `nomad job revert` works) from the
+repository's root, and this waits until its deployment succeeded.
+
+    python -m counterops.jobs deploy [--local|--inventory FILE] --artifact web=V:SHA ...
+    python -m counterops.jobs redeploy [--local|--inventory FILE] --set release=NAME web web-inc
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import client, target
+
+REPO = Path(__file__).resolve().parents[2]
+# In submission order: the gateway first, so it routes the services as soon
+# as they register; the autoscaler last, once web exists.
+JOBS = ["traefik", "web", "web-inc", "autoscaler"]
+# Where the deploy installs the cluster's CA certificate on every host.
+CLUSTER_CA = "/etc/counter/tls/ca.pem"
+DEPLOY_VARIABLE = "counter/deploy"
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def job_vars(profile, job, clients, args):
+    """The variables a job is submitted with in a profile (name -> string)."""
+    v = {}
+    if job in ("web", "web-inc"):
+        if args.keep_artifacts:
+            kept = read_var_file(os.path.join(args.vars_dir, f"{job}.vars.hcl"))
+            v.update({k: kept[k] for k in ("version", "checksum", "artifact_url") if k in kept})
+        for spec in args.artifact:
+            service, _, rest = spec.partition("=")
+            version, _, checksum = rest.partition(":")
+            if service == job:
+                v.update(version=version, checksum=checksum)
+        if "version" not in v:
+            die(f"no --artifact {job}=VERSION:SHA256 given (or --keep-artifacts with a var file)")
+        v.setdefault("artifact_url", args.artifact_url)
+    if profile == "cluster" and job == "traefik":
+        # Every address of the host (its own and the floating one), and HTTPS.
+        v.update(gateway_bind="", https="true")
+    if profile == "cluster" and job in ("web", "web-inc"):
+        # One instance per host: losing a host loses one instance, not all.
+        v.update(distinct_hosts="true", canary="0")
+        # TLS to Consul (its HTTPS port on loopback) and to Redis, both
+        # verified against the cluster's CA (deploy/roles/counter_node).
+        v.update(consul_http_addr="https://127.0.0.1:8501", consul_cacert=CLUSTER_CA, redis_tls_ca=CLUSTER_CA)
+        if job == "web":
+            top = min(clients, 6)
+            v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))
+        else:
+            v["count"] = "2"
+    for spec in args.set:
+        name, _, value = spec.partition("=")
+        target, _, name = name.rpartition(":")
+        if target in ("", job):
+            v[name] = value
+    return v
+
+
+def read_var_file(path):
+    """A var file this wrote: one `name = "value"` a line."""
+    out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                name, sep, value = line.partition(" = ")
+                if sep:
+                    out[name.strip()] = json.loads(value)
+    return out
+
+
+def write_var_file(path, variables):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        for name, value in sorted(variables.items()):
+            f.write(f"{name} = {json.dumps(value)}\n")
+    os.replace(path + ".tmp", path)
+
+
+def rendered_job(job_file, var_file, env):
+    """The job as Nomad's JSON, as `nomad job run` would submit it."""
+    out = subprocess.run(["nomad", "job", "run", "-output", f"-var-file={var_file}", job_file],
+                         cwd=REPO, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        die(f"{job_file}: {out.stderr.strip() or out.stdout.strip()}")
+    return json.loads(out.stdout)["Job"]
+
+
+def meaningful(diff):
+    """Whether a plan's diff changes anything. Nomad reports an edited but
+    empty Scaling object for every submission of a job with a scaling block;
+    that is not a change."""
+    if not diff:
+        return False
+    for field in diff.get("Fields") or []:
+        if field.get("Type") != "None" and field.get("Old") != field.get("New"):
+            return True
+    for key in ("Objects", "TaskGroups", "Tasks"):
+        for obj in diff.get(key) or []:
+            if obj.get("Type") in ("Added", "Deleted") or meaningful(obj):
+                return True
+    return False
+
+
+def preserve_counts(job, current):
+    counts = {g["Name"]: g["Count"] for g in current.get("TaskGroups") or []}
+    for group in job.get("TaskGroups") or []:
+        if group["Name"] in counts:
+            group["Count"] = counts[group["Name"]]
+
+
+def submit(job_file, var_file, env, preserve):
+    cmd = ["nomad", "job", "run", "-detach", f"-var-file={var_file}"]
+    if preserve:
+        cmd.append("-preserve-counts")
+    out = subprocess.run(cmd + [job_file], cwd=REPO, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        die(f"{job_file}: nomad job run failed:\n{out.stderr.strip() or out.stdout.strip()}")
+
+
+def wait_deployed(nomad, job_id, timeout):
+    """Until the job's latest version runs: its deployment succeeded (service
+    jobs) or every allocation of it runs (system jobs)."""
+    deadline = time.monotonic() + timeout
+    report = time.monotonic() + 10
+    nudge = time.monotonic() + 45
+    while True:
+        job = nomad.get(f"/v1/job/{job_id}", missing_ok=True)
+        version = job["Version"]
+        if job["Type"] == "system":
+            every = [a for a in nomad.get(f"/v1/job/{job_id}/allocations") or [] if a["DesiredStatus"] == "run"]
+            allocs = [a for a in every if a["JobVersion"] == version]
+            # Still running an older version somewhere: not updated yet.
+            old = [a for a in every if a["JobVersion"] != version and a["ClientStatus"] in ("pending", "running")]
+            failed = [a for a in allocs if a["ClientStatus"] == "failed"]
+            if failed:
+                die(f"{job_id}: allocation {failed[0]['ID'][:8]} failed; see: nomad alloc status {failed[0]['ID'][:8]}")
+            running = sum(1 for a in allocs if a["ClientStatus"] == "running")
+            state = f"{running} of {len(allocs)} allocations running, {len(old)} of an older version"
+            if allocs and running == len(allocs) and not old:
+                return
+            # The system scheduler replaces max_parallel allocations per
+            # evaluation and relies on a follow-up evaluation for the rest;
+            # after a failed deployment of the job that one was seen never to
+            # come (an old allocation kept running for minutes). Ask for one.
+            if old and time.monotonic() > nudge:
+                nomad.post(f"/v1/job/{job_id}/evaluate", {})
+                nudge = time.monotonic() + 30
+        else:
+            dep = nomad.get(f"/v1/job/{job_id}/deployment", missing_ok=True)
+            if dep and dep["JobVersion"] == version:
+                if dep["Status"] == "successful":
+                    return
+                if dep["Status"] in ("failed", "cancelled"):
+                    die(f"{job_id}: deployment {dep['Status']}: {dep['StatusDescription']}\n"
+                        f"  see: nomad job status {job_id}; nomad alloc logs -stderr -job {job_id}")
+                state = dep["StatusDescription"]
+            else:
+                state = f"waiting for the deployment of version {version}"
+        if time.monotonic() > deadline:
+            die(f"{job_id}: not deployed after {timeout}s ({state}); see: nomad job status {job_id}")
+        if time.monotonic() > report:
+            log(f"{job_id}: {state}")
+            report = time.monotonic() + 10
+        time.sleep(0.5)
+
+
+def ready_clients(nomad):
+    return sum(1 for n in nomad.get("/v1/nodes") or []
+               if n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible")
+
+
+def wait_clients(nomad, want, timeout=120):
+    """The ready clients once there are WANT (a host the deploy just started
+    registers a few seconds later), or what there are at TIMEOUT."""
+    deadline = time.monotonic() + timeout
+    while (have := ready_clients(nomad)) < want and time.monotonic() < deadline:
+        time.sleep(1)
+    if have < want:
+        log(f"only {have} of {want} Nomad clients ready after {timeout}s; sizing for {have}")
+    return have
+
+
+def deploy(t, args):
+    nomad, env = t.nomad(), t.cli_env()
+    profile = t.kind
+    jobs = args.jobs or JOBS
+    clients = 1
+    sized_for = None
+    if profile == "cluster":
+        clients = wait_clients(nomad, args.clients or len(t.hosts))
+        var = nomad.get(f"/v1/var/{DEPLOY_VARIABLE}", missing_ok=True)
+        sized_for = (var or {}).get("Items", {}).get("clients")
+    resized = profile == "cluster" and sized_for != str(clients)
+    vars_dir = args.vars_dir or str(t.state / "jobs")
+    args.vars_dir = vars_dir
+    for job_id in jobs:
+        job_file = f"nomad/{job_id}.nomad.hcl"
+        if not (REPO / job_file).exists():
+            die(f"no job file {job_file} in {REPO}")
+        var_file = os.path.join(vars_dir, f"{job_id}.vars.hcl")
+        write_var_file(var_file, job_vars(profile, job_id, clients, args))
+        job = rendered_job(job_file, var_file, env)
+        current = nomad.get(f"/v1/job/{job_id}", missing_ok=True)
+        # web is sized again when the hosts changed; otherwise every group
+        # keeps the count it has (the autoscaler's).
+        preserve = current is not None and not (resized and job_id == "web")
+        if current is not None and not current.get("Stop"):
+            if preserve:
+                preserve_counts(job, current)
+            plan = nomad.post(f"/v1/job/{job_id}/plan", {"Job": job, "Diff": True})
+            if not meaningful(plan.get("Diff")):
+                print(f"{job_id}: unchanged (version {current['Version']})", flush=True)
+                # Submitting the same job again starts no new deployment, so
+                # an earlier failed one is only reported, not retried.
+                dep = nomad.get(f"/v1/job/{job_id}/deployment", missing_ok=True)
+                if dep and dep["JobVersion"] == current["Version"] and dep["Status"] == "failed":
+                    log(f"warning: {job_id}: the deployment of version {current['Version']} failed earlier "
+                        f"({dep['StatusDescription']}); see: nomad job status {job_id}")
+                continue
+        log(f"{job_id}: submitting {job_file} ({'new' if current is None else 'changed'})")
+        submit(job_file, var_file, env, preserve)
+        if args.detach:
+            print(f"{job_id}: submitted", flush=True)
+            continue
+        wait_deployed(nomad, job_id, args.timeout)
+        print(f"{job_id}: deployed version {nomad.get(f'/v1/job/{job_id}')['Version']}", flush=True)
+    if resized:
+        nomad.put(f"/v1/var/{DEPLOY_VARIABLE}",
+                  {"Namespace": "default", "Path": DEPLOY_VARIABLE, "Items": {"clients": str(clients)}})
+        print(f"sized for {clients} hosts", flush=True)
+
+
+def redeploy(t, args):
+    """Submits jobs again with the variables of their running version,
+    changed by --set (e.g. release=NAME for a rolling deploy of the same
+    build), counts preserved. Needs no file of the deploy: Nomad keeps each
+    version's source and variables."""
+    nomad, env = t.nomad(), t.cli_env()
+    for job_id in args.jobs:
+        current = nomad.get(f"/v1/job/{job_id}", missing_ok=True) or die(f"no job {job_id}")
+        sub = nomad.get(f"/v1/job/{job_id}/submission", params={"version": current["Version"]}, missing_ok=True)
+        if not sub:
+            die(f"{job_id}: Nomad kept no source of version {current['Version']}; submit it with jobs deploy")
+        with tempfile.TemporaryDirectory() as tmp:
+            job_file = os.path.join(tmp, f"{job_id}.nomad.hcl")
+            with open(job_file, "w") as f:
+                f.write(sub["Source"])
+            variables = dict(sub.get("VariableFlags") or {})
+            for spec in args.set:
+                name, _, value = spec.partition("=")
+                variables[name] = value
+            var_file = os.path.join(tmp, "vars.hcl")
+            with open(var_file, "w") as f:
+                f.write(sub.get("Variables") or "")
+            cmd = ["nomad", "job", "run", "-detach", "-preserve-counts", f"-var-file={var_file}"]
+            cmd += [f"-var={k}={v}" for k, v in sorted(variables.items())]
+            out = subprocess.run(cmd + [job_file], cwd=tmp, capture_output=True, text=True, env=env)
+            if out.returncode != 0:
+                die(f"{job_id}: nomad job run failed:\n{out.stderr.strip() or out.stdout.strip()}")
+        log(f"{job_id}: submitted again with {' '.join(args.set) or 'the same variables'}")
+        if not args.detach:
+            wait_deployed(nomad, job_id, args.timeout)
+            print(f"{job_id}: deployed version {nomad.get(f'/v1/job/{job_id}')['Version']}", flush=True)
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m counterops.jobs", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("deploy", help="submit the jobs (what changed only) and wait for them")
+    target.add_arguments(d)
+    d.add_argument("--vars-dir", help="where to write <job>.vars.hcl, for nomad job run by hand "
+                   "(default: the deployment's state directory/jobs)")
+    d.add_argument("--artifact", action="append", default=[], metavar="SERVICE=VERSION:SHA256",
+                   help="a packaged service (scripts/artifacts prints them)")
+    d.add_argument("--artifact-url", default="http://127.0.0.1:8090", help="the artifact store")
+    d.add_argument("--keep-artifacts", action="store_true",
+                   help="web and web-inc keep the artifacts of their var files in --vars-dir")
+    d.add_argument("--set", action="append", default=[], metavar="[JOB:]NAME=VALUE",
+                   help="override a variable (of every job, or of JOB)")
+    d.add_argument("--clients", type=int, help="the hosts the cluster should have (default: the inventory's); "
+                   "wait up to 120 s for that many ready Nomad clients before sizing web")
+    d.add_argument("--timeout", type=int, default=240, help="seconds to wait for each deployment")
+    d.add_argument("--detach", action="store_true", help="submit without waiting")
+    d.add_argument("jobs", nargs="*", help=f"default: {' '.join(JOBS)}")
+    r = sub.add_parser("redeploy", help="submit running jobs again with changed variables (counts preserved)")
+    target.add_arguments(r)
+    r.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--timeout", type=int, default=240)
+    r.add_argument("--detach", action="store_true")
+    r.add_argument("jobs", nargs="+")
+    return p
+
+
+def main():
+    args = parser().parse_args()
+    t = target.from_args(args)
+    try:
+        (deploy if args.command == "deploy" else redeploy)(t, args)
+    except client.ApiError as err:
+        die(str(err))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""The local stack's own processes, started and stopped the way systemd
+would (their unit's lines, scripts/counterops/units.py), each in the
+background with a PID file $COUNTER_STATE/run/<name>.pid holding
+"<pid> <start time>", so a later process that reused the PID is never taken
+for it, and its output in $COUNTER_STATE/log/<name>.log.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from .target import BIN, LOCAL_STATE
+from .units import Unit, UnitError
+
+RUN_DIR, LOG_DIR = LOCAL_STATE / "run", LOCAL_STATE / "log"
+ARTIFACTS = LOCAL_STATE.parent / "artifacts"
+ARTIFACT_PORT = int(os.environ.get("ARTIFACT_PORT", "8090"))
+
+
+def log(msg):
+    print(f"==> {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Component:
+    name: str
+    ports: list
+    unit: Unit = None
+    argv: list = field(default_factory=list)  # without a unit
+
+
+# In start order; scripts/down stops them in reverse. Traefik, web, web-inc
+# and the autoscaler are Nomad jobs, not processes of ours.
+COMPONENTS = [
+    Component("redis-primary", [6380], Unit("counter-redis@.service", "primary")),
+    Component("redis-replica", [6381], Unit("counter-redis@.service", "replica")),
+    Component("sentinel", [26380], Unit("counter-sentinel.service")),
+    Component("consul", [8500, 8300, 8301, 8302], Unit("consul.service")),
+    Component("role-watch", [], Unit("counter-redis-role-watch.service")),
+    Component("nomad", [4646, 4647, 4648], Unit("nomad.service")),
+    Component("artifacts", [ARTIFACT_PORT], argv=["python3", "-m", "http.server", "--bind", "127.0.0.1",
+                                                  "--directory", str(ARTIFACTS), str(ARTIFACT_PORT)]),
+]
+BY_NAME = {c.name: c for c in COMPONENTS}
+
+
+def start_time(pid):
+    """Field 22 of /proc/<pid>/stat (after "pid (comm) ", comm may hold spaces)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def pid(name):
+    """The PID of the running component NAME, or None."""
+    try:
+        recorded, started = (RUN_DIR / f"{name}.pid").read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    return int(recorded) if start_time(recorded) == started else None
+
+
+def port_owner(port):
+    """Who listens on a TCP port of loopback, or None."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    if not out.strip():
+        return None
+    first = out.splitlines()[0]
+    return first.split("users:", 1)[1] if "users:" in first else "a process not visible to this user"
+
+
+def run_lines(c, key):
+    for argv, ignore in c.unit.commands(key):
+        if subprocess.run(argv, stdin=subprocess.DEVNULL).returncode != 0 and not ignore:
+            raise UnitError(f"systemd/{c.unit.file}: {key} failed: {' '.join(argv)}")
+
+
+def start(c):
+    """Starts C in the background unless it runs; runs its unit's ExecStartPre."""
+    if running := pid(c.name):
+        log(f"{c.name}: already running (pid {running})")
+        return
+    for port in c.ports:
+        if owner := port_owner(port):
+            raise UnitError(f"port {port} is in use by {owner}; stop it or run scripts/down")
+    for d in (RUN_DIR, LOG_DIR):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    argv = c.argv
+    if c.unit:
+        for d in c.unit.state_dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        run_lines(c, "ExecStartPre")
+        env.update(c.unit.environment())
+        argv = c.unit.command()
+    with open(LOG_DIR / f"{c.name}.log", "ab") as out:
+        # A session of its own: it outlives scripts/up and ignores its Ctrl-C;
+        # no descriptor but stdio is inherited (a lock the caller holds must
+        # not outlive it in the daemons).
+        proc = subprocess.Popen(argv, cwd=LOCAL_STATE, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    (RUN_DIR / f"{c.name}.pid").write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+    log(f"{c.name}: started (pid {proc.pid}, log {LOG_DIR / (c.name + '.log')})")
+
+
+def wait_ready(c, ready, timeout=60):
+    """Until READY() holds; on an early exit or a timeout, the end of its log.
+    Then its unit's ExecStartPost, as systemd runs it once the service is up."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if pid(c.name) is None or time.monotonic() > deadline:
+            tail = (LOG_DIR / f"{c.name}.log").read_text(errors="replace").splitlines()[-20:]
+            print("\n".join(tail), file=sys.stderr)
+            raise UnitError(f"{c.name} {'exited during startup' if pid(c.name) is None else f'not ready after {timeout}s'}"
+                            f"; log: {LOG_DIR / (c.name + '.log')}")
+        time.sleep(0.2)
+    if c.unit:
+        run_lines(c, "ExecStartPost")
+    log(f"{c.name}: ready")
+
+
+def stop_pid(label, p, sig, timeout):
+    """Signals a process and waits for it to exit; SIGKILL once it outstays TIMEOUT."""
+    try:
+        os.kill(p, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while start_time(p) is not None:
+        try:
+            if open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()[0] == "Z":
+                return  # exited; only its parent's wait is missing
+        except OSError:
+            return
+        if time.monotonic() > deadline:
+            log(f"warning: {label} (pid {p}) ignored {sig.name} for {timeout}s; killing it")
+            os.kill(p, signal.SIGKILL)
+            return
+        time.sleep(0.2)
+
+
+def descendants(root):
+    """[(pid, start time)] of every process below ROOT."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(") ", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    out, frontier = [], {root}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p != root}
+        out += [(p, start_time(p)) for p in frontier]
+    return out
+
+
+def stop(c):
+    """Stops C with its unit's KillSignal, then whatever it started that
+    outlived it (Nomad's executors and tasks: nomad.service keeps them across
+    agent restarts, scripts/down does not)."""
+    if running := pid(c.name):
+        sig = signal.Signals[c.unit.kill_signal()] if c.unit else signal.SIGTERM
+        children = descendants(running)
+        log(f"{c.name}: stopping (pid {running}, {sig.name})")
+        stop_pid(c.name, running, sig, 30)
+        for child, started in children:
+            if started and start_time(child) == started:
+                log(f"{c.name}: stopping its leftover {os.path.realpath(f'/proc/{child}/exe')} (pid {child})")
+                stop_pid(f"{c.name} child", child, signal.SIGTERM, 15)
+    (RUN_DIR / f"{c.name}.pid").unlink(missing_ok=True)

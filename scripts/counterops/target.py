@@ -1,0 +1,258 @@
+"""Which Counter deployment a tool acts on, and how to reach each part of it.
+
+    t = target.select()                  # the local stack, else the test cluster
+    t = target.select(inventory="my.yml")  # a cluster deployed with scripts/deploy
+    t.nomad().get("/v1/jobs"); t.consul().get("/v1/catalog/services")
+    t.redis("198.18.0.11").call("ROLE"); t.ssh("m2", "systemctl is-active consul")
+
+A cluster is described by its Ansible inventory (read with ansible-inventory,
+so every format and variable Ansible accepts works); the deploy keeps its
+secrets on this machine in the inventory's counter_state_dir (default
+$COUNTER_CACHE/deploy/<inventory name>), the test machines' in
+$COUNTER_CACHE/cluster. The local stack (scripts/up) is one host on loopback
+with its secrets in $COUNTER_STATE/secrets. The APIs are reached through the
+first server whose Nomad answers, so the tools work with any server down;
+with the management tokens of the deploy, unless NOMAD_TOKEN or
+CONSUL_HTTP_TOKEN[_FILE] are set (an operator's own tokens win).
+"""
+
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import client
+from .redis import Redis
+
+CACHE = Path(os.environ.get("COUNTER_CACHE")
+             or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "counter")
+LOCAL_STATE = Path(os.environ.get("COUNTER_STATE") or CACHE / "local")
+TEST_CLUSTER = Path(os.environ.get("CLUSTER_STATE") or CACHE / "cluster")
+TEST_INVENTORY = TEST_CLUSTER / "inventory.yml"
+BIN = CACHE / "bin"
+
+
+class TargetError(Exception):
+    pass
+
+
+@dataclass
+class Host:
+    name: str
+    addr: str
+    ssh_args: list = field(default_factory=list)
+
+
+@dataclass
+class Target:
+    kind: str  # "local" or "cluster"
+    hosts: dict  # name -> Host, in the inventory's order
+    servers: list
+    secrets: Path
+    state: Path
+    inventory: Path = None
+    primary: str = None  # the host whose Redis started as the primary
+    gateway_vip: str = None
+
+    # ------------------------------------------------------------ secrets, TLS
+    @property
+    def ca(self):
+        """The cluster CA's certificate, or None (the local stack speaks plain HTTP)."""
+        ca = self.secrets / "tls" / "ca.pem"
+        return str(ca) if self.kind == "cluster" and ca.exists() else None
+
+    def secret(self, name, default=None):
+        path = self.secrets / name
+        if not path.exists():
+            if default is not None:
+                return default
+            raise TargetError(f"no secret {name} in {self.secrets}")
+        return path.read_text().strip()
+
+    # ------------------------------------------------------------ APIs
+    def nomad_addr(self, host):
+        return "http://127.0.0.1:4646" if self.kind == "local" else f"https://{self.hosts[host].addr}:4646"
+
+    def consul_addr(self, host):
+        return "http://127.0.0.1:8500" if self.kind == "local" else f"https://{self.hosts[host].addr}:8501"
+
+    def server(self, avoid=()):
+        """The first server not in AVOID whose Nomad answers (else the first
+        one); remembered until AVOID changes."""
+        avoid = tuple(avoid)
+        if getattr(self, "_server", (None, None))[0] == avoid:
+            return self._server[1]
+        candidates = [s for s in self.servers if s not in avoid] or self.servers
+        chosen = candidates[0]
+        for s in candidates if len(candidates) > 1 else ():
+            try:
+                client.nomad(self.nomad_addr(s), ca=self.ca, timeout=2, retries=0).get("/v1/status/leader")
+                chosen = s
+                break
+            except client.ApiError:
+                continue
+        self._server = (avoid, chosen)
+        return chosen
+
+    def nomad(self, avoid=(), host=None, **kw):
+        token = os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
+        return client.nomad(self.nomad_addr(host or self.server(avoid)), token, self.ca, **kw)
+
+    def consul(self, avoid=(), host=None, **kw):
+        token = os.environ.get("CONSUL_HTTP_TOKEN")
+        if not token and os.environ.get("CONSUL_HTTP_TOKEN_FILE"):
+            token = client.read_token(os.environ["CONSUL_HTTP_TOKEN_FILE"])
+        token = token or self.secret("consul-management.token", "")
+        return client.consul(self.consul_addr(host or self.server(avoid)), token, self.ca, **kw)
+
+    def cli_env(self, avoid=(), tokens=True):
+        """The environment of the nomad and consul CLIs, for subprocesses:
+        the tools first on PATH, the APIs, the CA, and the management tokens
+        (from files; the Consul one by file name)."""
+        server = self.server(avoid)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
+        env.update(PATH=f"{BIN}:{env.get('PATH', '')}", NOMAD_ADDR=self.nomad_addr(server),
+                   CONSUL_HTTP_ADDR=self.consul_addr(server), NOMAD_CLI_SHOW_HINTS="0")
+        if self.ca:
+            env.update(NOMAD_CACERT=self.ca, CONSUL_CACERT=self.ca)
+        if tokens:
+            env["NOMAD_TOKEN"] = os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
+            env["CONSUL_HTTP_TOKEN_FILE"] = str(self.secrets / "consul-management.token")
+        return env
+
+    def env_lines(self):
+        """Shell lines that point the CLIs at this deployment (scripts/env).
+        The tokens are read from their files when the lines run: printing
+        them shows no secret."""
+        server = self.servers[0]
+        q = shlex.quote
+        lines = [f'export PATH={q(str(BIN))}:"$PATH"',
+                 f"export NOMAD_ADDR={self.nomad_addr(server)} CONSUL_HTTP_ADDR={self.consul_addr(server)}"]
+        if self.kind == "cluster":
+            tls = self.secrets / "tls"
+            lines += [f"export NOMAD_CACERT={q(str(tls / 'ca.pem'))} CONSUL_CACERT={q(str(tls / 'ca.pem'))}",
+                      # The client certificate, for the RPC-level tools that want one.
+                      f"export NOMAD_CLIENT_CERT={q(str(tls / 'cli.pem'))} NOMAD_CLIENT_KEY={q(str(tls / 'cli-key.pem'))}"]
+        lines += [f'export NOMAD_TOKEN="$(cat {q(str(self.secrets / "nomad-management.token"))})"',
+                  f"export CONSUL_HTTP_TOKEN_FILE={q(str(self.secrets / 'consul-management.token'))}",
+                  "unset CONSUL_HTTP_TOKEN"]
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------ gateways, Redis, hosts
+    def gateway(self, host=None):
+        if self.kind == "local":
+            return "http://127.0.0.1:8080"
+        if host is None and self.gateway_vip:
+            return f"http://{self.gateway_vip}:8080"
+        return f"http://{self.hosts[host or self.servers[0]].addr}:8080"
+
+    def redis(self, addr, port=6380, user="check", timeout=2.0):
+        """A connection to a Redis node as USER (redis-USER.password; none
+        when the deployment has no Redis users)."""
+        password = self.secret(f"redis-{user}.password", "") or None
+        return Redis(addr, port, password, user if password else None, self.ca, timeout)
+
+    def sentinel(self, addr, port=26380, timeout=2.0):
+        return Redis(addr, port, self.secret("sentinel.password", "") or None, None, self.ca, timeout)
+
+    def host_of(self, addr):
+        for h in self.hosts.values():
+            if h.addr == addr:
+                return h.name
+        raise TargetError(f"no host has address {addr}")
+
+    def ssh(self, host, command, check=True, timeout=120):
+        """A shell command on a host, over SSH as the deploy reaches it."""
+        if self.kind == "local":
+            raise TargetError("the local stack has no SSH hosts")
+        p = subprocess.run(["ssh", *self.hosts[host].ssh_args, command], capture_output=True, text=True,
+                           timeout=timeout)
+        if check and p.returncode != 0:
+            raise TargetError(f"ssh {host} {command!r}: exit {p.returncode}: {p.stderr.strip()[-500:]}")
+        return p
+
+
+def local():
+    return Target("local", {"local": Host("local", "127.0.0.1")}, ["local"], LOCAL_STATE / "secrets", LOCAL_STATE,
+                  primary="local")
+
+
+def ansible_inventory():
+    """ansible-inventory of scripts/install's venv (or one on PATH)."""
+    tool = BIN / "ansible-inventory"
+    return str(tool) if os.access(tool, os.X_OK) else "ansible-inventory"
+
+
+def cluster(inventory):
+    """The deployment of an Ansible inventory (its groups servers, clients, redis_primary)."""
+    path = Path(inventory).resolve()
+    if not path.exists():
+        raise TargetError(f"no inventory {path} (scripts/cluster up, or --inventory FILE)")
+    try:
+        # From /: ansible-inventory would also read a group_vars/ beside the
+        # current directory (deploy/'s, with templates only Ansible renders).
+        out = subprocess.run([ansible_inventory(), "-i", str(path), "--list"], capture_output=True, text=True,
+                             check=True, cwd="/")
+    except FileNotFoundError:
+        raise TargetError("ansible-inventory not found: run scripts/install --only ansible") from None
+    except subprocess.CalledProcessError as err:
+        raise TargetError(f"cannot read the inventory {path}: {err.stderr.strip()}") from None
+    inv = json.loads(out.stdout)
+    hostvars = inv.get("_meta", {}).get("hostvars", {})
+
+    def group(name):
+        return list(inv.get(name, {}).get("hosts", []))
+
+    hosts = {}
+    for name in group("clients"):
+        v = hostvars.get(name, {})
+        ssh = v.get("ansible_host", name)
+        # The ssh command line Ansible would use for this host (its key, its known_hosts).
+        args = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+        if v.get("ansible_ssh_private_key_file"):
+            args += ["-i", os.path.expanduser(v["ansible_ssh_private_key_file"])]
+        args += shlex.split(v.get("ansible_ssh_common_args", ""))
+        args.append(f"{v.get('ansible_user', 'root')}@{ssh}")
+        addr = v.get("counter_addr", ssh)
+        if "{{" in str(addr):  # a template only Ansible renders: the deploy's default
+            addr = ssh
+        hosts[name] = Host(name, addr, args)
+    first = lambda key: next((v[key] for v in hostvars.values() if v.get(key)), None)  # noqa: E731
+    state = Path(first("counter_state_dir") or CACHE / "deploy" / path.stem)
+    return Target("cluster", hosts, group("servers"), state / "secrets", state, path,
+                  (group("redis_primary") or [None])[0], first("counter_gateway_vip"))
+
+
+def local_answers():
+    try:
+        client.nomad("http://127.0.0.1:4646", timeout=1, retries=0).get("/v1/status/leader")
+        return True
+    except client.ApiError:
+        return False
+
+
+def select(mode="auto", inventory=None):
+    """local, cluster (the test machines' or INVENTORY's), or auto: the local
+    stack when its Nomad answers or there is no test cluster."""
+    if inventory:
+        return cluster(inventory)
+    if mode == "auto":
+        mode = "local" if local_answers() or not TEST_INVENTORY.exists() else "cluster"
+    return local() if mode == "local" else cluster(TEST_INVENTORY)
+
+
+def add_arguments(parser):
+    """--local / --cluster / --inventory FILE, for every command that takes a target."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--local", dest="mode", action="store_const", const="local",
+                   help="the local stack (scripts/up)")
+    g.add_argument("--cluster", dest="mode", action="store_const", const="cluster",
+                   help=f"the test machines of scripts/cluster ({TEST_INVENTORY})")
+    g.add_argument("--inventory", "-i", metavar="FILE", help="a cluster deployed with scripts/deploy -i FILE")
+    parser.set_defaults(mode="auto")
+
+
+def from_args(args):
+    return select(args.mode, args.inventory)
