@@ -1,8 +1,9 @@
-"""The local stack's own processes, started and stopped the way systemd
-would (their unit's lines, scripts/counterops/units.py), each in the
-background with a PID file $COUNTER_STATE/run/<name>.pid holding
-"<pid> <start time>", so a later process that reused the PID is never taken
-for it, and its output in $COUNTER_STATE/log/<name>.log.
+"""Background processes: the local stack's own, started and stopped the way
+systemd would (their unit's lines, scripts/counterops/units.py), and the test
+machines' (machines.py). Each has a PID file holding "<pid> <start time>",
+so a later process that reused the PID is never taken for it; a local
+component's is $COUNTER_STATE/run/<name>.pid, its output
+$COUNTER_STATE/log/<name>.log.
 """
 
 import os
@@ -56,13 +57,22 @@ def start_time(pid):
         return None
 
 
-def pid(name):
-    """The PID of the running component NAME, or None."""
+def read_pid(path):
+    """The PID a PID file names, if that process still runs."""
     try:
-        recorded, started = (RUN_DIR / f"{name}.pid").read_text().split()[:2]
+        recorded, started = path.read_text().split()[:2]
     except (OSError, ValueError):
         return None
     return int(recorded) if start_time(recorded) == started else None
+
+
+def write_pid(path, p):
+    path.write_text(f"{p} {start_time(p)}\n")
+
+
+def pid(name):
+    """The PID of the running component NAME, or None."""
+    return read_pid(RUN_DIR / f"{name}.pid")
 
 
 def port_owner(port):
@@ -105,7 +115,7 @@ def start(c):
         # not outlive it in the daemons).
         proc = subprocess.Popen(argv, cwd=LOCAL_STATE, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    (RUN_DIR / f"{c.name}.pid").write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+    write_pid(RUN_DIR / f"{c.name}.pid", proc.pid)
     log(f"{c.name}: started (pid {proc.pid}, log {LOG_DIR / (c.name + '.log')})")
 
 
@@ -129,7 +139,7 @@ def stop_pid(label, p, sig, timeout):
     """Signals a process and waits for it to exit; SIGKILL once it outstays TIMEOUT."""
     try:
         os.kill(p, sig)
-    except ProcessLookupError:
+    except (ProcessLookupError, TypeError):
         return
     deadline = time.monotonic() + timeout
     while start_time(p) is not None:
@@ -141,6 +151,7 @@ def stop_pid(label, p, sig, timeout):
         if time.monotonic() > deadline:
             log(f"warning: {label} (pid {p}) ignored {sig.name} for {timeout}s; killing it")
             os.kill(p, signal.SIGKILL)
+            time.sleep(0.2)
             return
         time.sleep(0.2)
 
