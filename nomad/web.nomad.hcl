@@ -46,13 +46,13 @@ variable "count" {
 
 variable "scaling_max" {
   type        = number
-  description = "Most allocations the autoscaler may run: 6 on one machine; in the cluster at most one per host (distinct_hosts), so scripts/jobs passes the number of hosts (capped at 6)."
+  description = "Most allocations the autoscaler may run: 6 on one machine; in the cluster at most one per host (distinct_hosts), so counterops.jobs passes the number of hosts (capped at 6)."
   default     = 6
 }
 
 variable "scaling_min" {
   type        = number
-  description = "Fewest allocations the autoscaler keeps: 2 on one machine; in the cluster 3 (scripts/jobs), so a lost host still leaves two."
+  description = "Fewest allocations the autoscaler keeps: 2 on one machine; in the cluster 3 (counterops.jobs), so a lost host still leaves two."
   default     = 2
 }
 
@@ -126,8 +126,8 @@ job "web" {
     count = var.count
 
     # Autoscaling between scaling_min and scaling_max allocations on Nomad's own CPU
-    # figures (docs/autoscaling.md). The nomad-autoscaler agent (started by
-    # scripts/up, config nomad/autoscaler.hcl) reads this policy from the job
+    # figures (docs/autoscaling.md). The nomad-autoscaler agent (the job
+    # nomad/autoscaler.nomad.hcl, in both modes) reads this policy from the job
     # and changes the count through Nomad's scale API; Nomad itself only
     # checks that count stays within min and max. The nomad-apm source reads
     # /v1/client/allocation/<id>/stats of every running web allocation, so it

@@ -52,14 +52,19 @@ run_ops() {
   PYTHONPATH=$COUNTER_ROOT/scripts exec "$python" -m "counterops.$module" "$@"
 }
 
-# phase <description> <command...>: runs one step of a long command with a
-# progress line before it and its duration after.
-phase() {
+# timed <description> <command...>: runs one step and says how long it took
+# (when it took a second or more).
+timed() {
   local what=$1 started=$SECONDS
   shift
-  log "$what"
   "$@"
-  log "$what: done in $((SECONDS - started))s"
+  ((SECONDS - started < 1)) || log "$what: done in $((SECONDS - started))s"
+}
+
+# phase <description> <command...>: timed, with a progress line before it.
+phase() {
+  log "$1"
+  timed "$@"
 }
 
 # A command that fails under `set -e` ends the script, without a word when

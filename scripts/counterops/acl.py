@@ -13,18 +13,12 @@ printed.
 """
 
 import argparse
-import sys
-import time
 import tomllib
 from pathlib import Path
 
-from . import client, target
+from . import client, common, target
 
 DATA = Path(__file__).with_name("acl.toml")
-
-
-def log(msg):
-    print(f"==> acl: {msg}", file=sys.stderr, flush=True)
 
 
 def expand(table, jobs, hosts):
@@ -68,17 +62,12 @@ def load(t, path=DATA):
     return data
 
 
-def wait(what, predicate, timeout=90):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except client.ApiError:
-            pass
-        if time.monotonic() > deadline:
-            sys.exit(f"error: acl: timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
+def log(msg):
+    common.log(f"acl: {msg}")
+
+
+def wait(what, predicate):
+    common.until(what, predicate, 90, errors=(client.ApiError,))
 
 
 def matches(cur, want):
@@ -170,8 +159,8 @@ def bootstrap_nomad(t):
         return
     status, body = api.call("POST", "/v1/acl/bootstrap", {"BootstrapSecret": management}, token="", ok=(200, 400))
     if status == 400:
-        sys.exit(f"error: acl: Nomad's ACLs were bootstrapped with a token not in {t.secrets}; "
-                 "locally, scripts/down --purge starts over")
+        common.die(f"acl: Nomad's ACLs were bootstrapped with a token not in {t.secrets}; "
+                   "locally, scripts/down --purge starts over")
     log("Nomad ACLs bootstrapped with the management token")
 
 

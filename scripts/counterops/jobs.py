@@ -28,12 +28,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from . import client, target
+from .common import die, log
 
 REPO = Path(__file__).resolve().parents[2]
 # In submission order: the gateway first, so it routes the services as soon
@@ -42,15 +42,6 @@ JOBS = ["traefik", "web", "web-inc", "autoscaler"]
 # Where the deploy installs the cluster's CA certificate on every host.
 CLUSTER_CA = "/etc/counter/tls/ca.pem"
 DEPLOY_VARIABLE = "counter/deploy"
-
-
-def log(msg):
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
-def die(msg):
-    print(f"error: {msg}", file=sys.stderr, flush=True)
-    sys.exit(1)
 
 
 def job_vars(profile, job, clients, args):

@@ -20,6 +20,7 @@ import argparse
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -28,8 +29,8 @@ import urllib.request
 from pathlib import Path
 
 from . import acl, client, jobs, render, secrets, supervisor, target
-from .redis import Redis, RedisError
-from .supervisor import BY_NAME, COMPONENTS, log
+from .common import log, until
+from .supervisor import BY_NAME, COMPONENTS
 from .target import BIN, LOCAL_STATE
 from .units import DATA, ETC, UnitError
 
@@ -43,7 +44,7 @@ JOBS_DIR = LOCAL_STATE / "jobs"
 TASK_ROOT = Path(os.environ.get("COUNTER_TASK_ROOT", "/var/lib/counter-local"))
 TASK_USER = "counter" if os.geteuid() == 0 else ""
 GATEWAY = "http://127.0.0.1:8080"
-# Which component reads which rendered file: a running one is restarted (Consul reloaded) when it changes.
+# Which component reads which rendered file: a running one is restarted when it changes.
 READERS = {"consul.d/": "consul", "nomad.d/": "nomad", "redis/primary.conf": "redis-primary",
            "redis/replica.conf": "redis-replica", "redis/users.acl": "redis-primary redis-replica",
            "redis/sentinel.conf": "sentinel", "redis/role-watch.env": "role-watch"}
@@ -55,36 +56,18 @@ LAYOUT = "2"
 def answers(fn):
     try:
         return bool(fn())
-    except (OSError, RedisError, client.ApiError):
+    except (OSError, client.ApiError):
         return False
 
 
-def redis_ready(port, user, password_file):
-    with Redis("127.0.0.1", port, (SECRETS / password_file).read_text().strip(), user, timeout=1) as r:
-        return r.call("PING") == "PONG"
-
-
-def ready(name):
-    t = target.local()
-    return {
-        "redis-primary": lambda: redis_ready(6380, "check", "redis-check.password"),
-        "redis-replica": lambda: redis_ready(6381, "check", "redis-check.password"),
-        "sentinel": lambda: redis_ready(26380, None, "sentinel.password"),
-        # A leader, not just a listener: registrations fail until one is elected.
-        "consul": lambda: ":" in client.consul("http://127.0.0.1:8500", retries=0).get("/v1/status/leader"),
-        "role-watch": lambda: True,
-        "nomad": lambda: client.nomad("http://127.0.0.1:4646", retries=0).get("/v1/agent/health"),
-        "artifacts": lambda: urllib.request.urlopen("http://127.0.0.1:8090/", timeout=1).status == 200,
-        "nomad-node": lambda: any(n["Status"] == "ready" for n in t.nomad(retries=0).get("/v1/nodes")),
-    }[name]
-
-
-def wait(what, predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not answers(predicate):
-        if time.monotonic() > deadline:
-            sys.exit(f"error: timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+def ready(c):
+    """Whether a component answers: Consul once it has a leader (registrations
+    fail until one is elected), the others once their first port accepts."""
+    if c.name == "consul":
+        return ":" in client.consul("http://127.0.0.1:8500", retries=0).get("/v1/status/leader")
+    for port in c.ports[:1]:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    return True
 
 
 def ensure_task_user():
@@ -150,13 +133,14 @@ def up(artifacts):
             log(f"{c.name}: its configuration changed; restarting it")
             supervisor.stop(c)
         supervisor.start(c)
-        supervisor.wait_ready(c, lambda c=c: answers(ready(c.name)))
+        supervisor.wait_ready(c, lambda c=c: answers(lambda: ready(c)))
         if c.name == "consul":
             # Policies and tokens before Nomad starts, so its agent token works at once.
             acl.apply(t, "consul")
         if c.name == "nomad":
             acl.apply(t, "nomad")
-            wait("the Nomad node to be ready", ready("nomad-node"))
+            until("the Nomad node to be ready", lambda: any(
+                n["Status"] == "ready" for n in t.nomad(retries=0).get("/v1/nodes")), 60, 0.2, (client.ApiError,))
     bins = TASK_ROOT / "bin" if TASK_USER else BIN.resolve()
     args = types.SimpleNamespace(
         jobs=[], vars_dir=str(JOBS_DIR), artifact=artifacts, artifact_url=f"http://127.0.0.1:{supervisor.ARTIFACT_PORT}",
@@ -165,13 +149,14 @@ def up(artifacts):
              f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}"])
     jobs.deploy(t, args)
     log(f"waiting for the gateway to answer {GATEWAY}/")
-    wait(f"{GATEWAY}/ through Traefik", lambda: urllib.request.urlopen(GATEWAY + "/", timeout=2), 60)
+    until(f"{GATEWAY}/ through Traefik", lambda: answers(lambda: urllib.request.urlopen(GATEWAY + "/", timeout=2)),
+          60, 0.2)
 
 
 def stop_jobs():
     """Stops the jobs while Nomad still runs, waits until their allocations
     have exited (shutdown_delay + drain: a few seconds), then purges them."""
-    if not supervisor.pid("nomad") or not answers(ready("nomad")):
+    if not supervisor.pid("nomad") or not answers(lambda: ready(BY_NAME["nomad"])):
         return
     nomad = target.local().nomad(retries=0)
     listed = [j["ID"] for j in nomad.get("/v1/jobs") or []]

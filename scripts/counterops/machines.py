@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from .common import log
+from .supervisor import read_pid, start_time, write_pid
 from .target import CACHE, TEST_CLUSTER
 
 BRIDGE, NET = "ctr0", "198.18.0"
@@ -86,10 +88,6 @@ WantedBy=sysinit.target
 """
 
 
-def log(msg):
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
 def run(*argv, check=True, **kw):
     return subprocess.run(argv, check=check, **kw)
 
@@ -104,20 +102,9 @@ def machines():
     return sorted((d.name for d in MACHINES.glob("m*") if d.is_dir()), key=lambda m: int(m[1:]))
 
 
-def start_time(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def supervisor_pid(m):
     """The PID of the machine's supervisor (its nspawn runs below it), if it runs."""
-    try:
-        pid, started = (MACHINES / m / "nspawn.pid").read_text().split()
-    except (OSError, ValueError):
-        return None
-    return int(pid) if start_time(pid) == started else None
+    return read_pid(MACHINES / m / "nspawn.pid")
 
 
 def children(pid):
@@ -288,7 +275,7 @@ def boot(m, lower):
     with open(d / "console.log", "ab") as console:
         proc = subprocess.Popen(["sh", "-c", loop, "supervisor", *nspawn], stdin=subprocess.DEVNULL,
                                 stdout=console, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    (d / "nspawn.pid").write_text(f"{proc.pid} {start_time(proc.pid)}\n")
+    write_pid(d / "nspawn.pid", proc.pid)
     log(f"{m}: booting ({addr(m)}, console: {d / 'console.log'})")
 
 

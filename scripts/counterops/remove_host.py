@@ -12,27 +12,18 @@ import sys
 import time
 import types
 
-from . import client, jobs, target
+from . import client, common, jobs, target
 from .redis import RedisError
 
 DRAIN_DEADLINE_S = 120
 
 
 def log(msg):
-    print(f"==> remove-host: {msg}", file=sys.stderr, flush=True)
+    common.log(f"remove-host: {msg}")
 
 
 def until(what, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (OSError, RedisError, client.ApiError):
-            pass
-        if time.monotonic() > deadline:
-            sys.exit(f"error: remove-host: timed out after {timeout}s waiting for {what}")
-        time.sleep(1)
+    common.until(what, predicate, timeout, 1, (OSError, RedisError, client.ApiError))
 
 
 def drain(t, host):

@@ -13,16 +13,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from .common import log
 from .target import BIN, LOCAL_STATE
 from .units import Unit, UnitError
 
 RUN_DIR, LOG_DIR = LOCAL_STATE / "run", LOCAL_STATE / "log"
 ARTIFACTS = LOCAL_STATE.parent / "artifacts"
 ARTIFACT_PORT = int(os.environ.get("ARTIFACT_PORT", "8090"))
-
-
-def log(msg):
-    print(f"==> {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass

@@ -3,8 +3,9 @@ with least privilege, secrets that reach tasks through Nomad Variables and
 never a process list, a log, a job spec or the repository."""
 
 import subprocess
+import sys
 
-from cluster import CA, REPO, eventually, lines_with_secret, run, secret_values
+from cluster import CA, INVENTORY, REPO, eventually, lines_with_secret, run, secret_values
 
 
 def test_jobs_templates_read_their_runtime_settings_with_their_workload_identities(cluster):
@@ -130,3 +131,35 @@ def test_the_clients_refuse_a_task_that_would_run_as_root(cluster, tmp_path):
         eventually(failed, 60, "the as-root allocation fails with the uid 0 refusal")
     finally:
         cluster.nomad("job", "stop", "-purge", "as-root", check=False)
+
+
+def test_a_changed_acl_definition_reaches_the_running_cluster(cluster, tmp_path):
+    """acl.toml, applied again (as every deploy does), updates a policy's rules
+    and a role's policies on a running cluster, and changes nothing when it
+    matches."""
+    acl = REPO / "scripts/counterops/acl.toml"
+    probe = 'key_prefix "counter/e2e-probe/" { policy = "read" }'
+    changed = tmp_path / "acl.toml"
+    changed.write_text(acl.read_text()
+                       .replace('key_prefix "counter/config/{job}/" { policy = "read" }\n',
+                                'key_prefix "counter/config/{job}/" { policy = "read" }\n' + probe + "\n")
+                       .replace('policies = ["counter-config-web-inc", "redis-discovery"]',
+                                'policies = ["counter-config-web-inc", "redis-discovery", "catalog-read"]'))
+
+    def apply(path):
+        return run([sys.executable, "-m", "counterops.acl", "--inventory", str(INVENTORY), "--acl", str(path)]).stderr
+
+    def live():
+        role = cluster.consul_api("/v1/acl/role/name/nomad-tasks-web-inc")
+        return cluster.consul_api("/v1/acl/policy/name/counter-config-web")["Rules"], \
+            sorted(p["Name"] for p in role["Policies"])
+
+    try:
+        apply(changed)
+        rules, role = live()
+        assert probe in rules and "catalog-read" in role, (rules, role)
+    finally:
+        apply(acl)
+    rules, role = live()
+    assert probe not in rules and role == ["counter-config-web-inc", "redis-discovery"]
+    assert not any(word in apply(acl) for word in ("created", "updated"))

@@ -12,7 +12,8 @@ import sys
 import time
 import urllib.request
 
-from .. import client
+from .. import client, common
+from ..common import log
 from ..redis import RedisError
 from .verdict import verdict
 
@@ -20,22 +21,9 @@ LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))  # the load around ea
 FAULT_AFTER = float(os.environ.get("FAULT_AFTER", "6"))  # seconds of load before the fault
 
 
-def log(msg):
-    print(f"==> {msg}", file=sys.stderr, flush=True)
-
-
 def until(what, predicate, timeout):
     """Polls PREDICATE (errors count as no) until it holds; exits on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (OSError, RedisError, client.ApiError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"error: timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
+    common.until(what, predicate, timeout, errors=(OSError, RedisError, client.ApiError, ValueError))
 
 
 def primary_addr(t, avoid=()):
