@@ -107,7 +107,7 @@ def render_configs():
     layout.write_text(LAYOUT + "\n")
     restart = {c for name in changed for prefix, readers in READERS.items() if name.startswith(prefix)
                for c in readers.split()}
-    return [c for c in restart if supervisor.pid(c)]
+    return [c.name for c in COMPONENTS if (c.name in restart and supervisor.pid(c.name)) or supervisor.stale(c)]
 
 
 def preflight():
@@ -130,7 +130,7 @@ def up(artifacts):
     t = target.local()
     for c in COMPONENTS:
         if c.name in restart:
-            log(f"{c.name}: its configuration changed; restarting it")
+            log(f"{c.name}: its configuration or program changed; restarting it")
             supervisor.stop(c)
         supervisor.start(c)
         supervisor.wait_ready(c, lambda c=c: answers(lambda: ready(c)))

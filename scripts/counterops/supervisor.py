@@ -6,18 +6,22 @@ component's is $COUNTER_STATE/run/<name>.pid, its output
 $COUNTER_STATE/log/<name>.log.
 """
 
+import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .common import log
 from .target import BIN, LOCAL_STATE
 from .units import Unit, UnitError
 
 RUN_DIR, LOG_DIR = LOCAL_STATE / "run", LOCAL_STATE / "log"
+PACKAGE = Path(__file__).resolve().parent
 ARTIFACTS = LOCAL_STATE.parent / "artifacts"
 ARTIFACT_PORT = int(os.environ.get("ARTIFACT_PORT", "8090"))
 
@@ -87,6 +91,24 @@ def run_lines(c, key):
             raise UnitError(f"systemd/{c.unit.file}: {key} failed: {' '.join(argv)}")
 
 
+def fingerprint(c):
+    """What C runs: its command and environment, its program's real path, and
+    the code of this checkout's package when it runs from it (the role
+    watch). A component that runs with another fingerprint (started by
+    another checkout, or by older code) is restarted."""
+    argv, env = (c.unit.command(), c.unit.environment()) if c.unit else (c.argv, {})
+    parts = [*argv, os.path.realpath(shutil.which(argv[0]) or argv[0]), *sorted(f"{k}={v}" for k, v in env.items())]
+    if env.get("PYTHONPATH", "").startswith(str(PACKAGE.parent)):
+        parts += [f.read_text() for f in sorted(PACKAGE.glob("*.py"))]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def stale(c):
+    """Whether C runs, but not what this checkout would start."""
+    started = RUN_DIR / f"{c.name}.fingerprint"
+    return pid(c.name) is not None and (not started.exists() or started.read_text() != fingerprint(c))
+
+
 def start(c):
     """Starts C in the background unless it runs; runs its unit's ExecStartPre."""
     if running := pid(c.name):
@@ -113,6 +135,7 @@ def start(c):
         proc = subprocess.Popen(argv, cwd=LOCAL_STATE, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
     write_pid(RUN_DIR / f"{c.name}.pid", proc.pid)
+    (RUN_DIR / f"{c.name}.fingerprint").write_text(fingerprint(c))
     log(f"{c.name}: started (pid {proc.pid}, log {LOG_DIR / (c.name + '.log')})")
 
 
