@@ -92,13 +92,16 @@ def known(m):
 
 
 def remove(m):
+    """remove-host under load, the machine gone, the inventory without it, and
+    the host before it in the ring deployed again (it registered m's Redis)."""
     known(m)
-    deploy_ops = [str(ROOT / "scripts/deploy"), "remove-host", "-i", str(TEST_INVENTORY), m]
-    subprocess.run(deploy_ops, check=True)
+    names = mc.machines()
+    subprocess.run([str(ROOT / "scripts/deploy"), "remove-host", "-i", str(TEST_INVENTORY), m], check=True)
     mc.remove(m)
     rest = mc.machines()
     mc.write_inventory(rest)
-    log(f"{m} removed; inventory: {' '.join(rest)}")
+    log(f"{m} removed; inventory: {' '.join(rest)}; deploying to {names[names.index(m) - 1]} again")
+    deploy("--", "--limit", f"localhost,{names[names.index(m) - 1]}")
 
 
 def reboot(m, hard):
@@ -122,14 +125,8 @@ def reboot(m, hard):
 
 
 def start(m):
-    """Boots a machine that is off, with its disk as it was."""
     known(m)
-    if mc.supervisor_pid(m):
-        log(f"{m}: already running")
-        return
-    mc.net_up()
-    mc.boot(m, mc.rootfs())
-    mc.wait_booted(m)
+    mc.start(m)
 
 
 def status():

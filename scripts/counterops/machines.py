@@ -321,6 +321,16 @@ def wait_booted(m):
     log(f"{m}: booted, SSH answers")
 
 
+def start(m):
+    """Boots a machine that is off, with its disk as it was."""
+    if supervisor_pid(m):
+        log(f"{m}: already running")
+        return
+    net_up()
+    boot(m, rootfs())
+    wait_booted(m)
+
+
 def power_off(m):
     """Asks it to shut down (nspawn turns SIGTERM into a clean shutdown) and
     keeps the supervisor from booting it again."""

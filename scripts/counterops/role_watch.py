@@ -20,7 +20,12 @@ its checks expire and turn critical within the TTL. The rules:
            when the primary dies its replicas hold every acknowledged write
            (web-inc WAITs for them) and keep serving reads through the
            failover instead of all failing at once (docs/services.md,
-           "Reads during a failover").
+           "Reads during a failover"). Also, for the same lease, a replica
+           this watch saw promoted whose replicas are not in sync yet: the
+           other replica may be loading a full sync (LOADING) and the new
+           primary is not named until one is in sync, so without it no node
+           would serve reads for those seconds; the new primary holds every
+           acknowledged write.
 
 Settings from the environment (the unit's EnvironmentFile): REDIS_ROLE_WATCH
 ("NAME=HOST:PORT ..."), REDIS_USER and REDIS_PASSWORD (the `check` ACL user),
@@ -44,20 +49,25 @@ REPLICA_LEASE_S = float(os.environ.get("REPLICA_LEASE_S", "5"))
 ROLES = ("primary", "replica")
 
 
-def verdicts(where, info):
-    """{role: (passing, reason)} for both registrations, from INFO replication."""
+def verdicts(where, info, promoted_s=None):
+    """{role: (passing, reason)} for both registrations, from INFO replication;
+    PROMOTED_S: how long ago this watch saw the node turn from replica to
+    master (None: not seen)."""
     role = info.get("role", "")
     out = {}
     if role == "master":
         # Present only with a write guard (min-replicas-to-write).
         good = info.get("min_slaves_good_slaves")
+        out["replica"] = (False, f"{where} is master, not replica")
         if good is not None and int(good) < 1:
             out["primary"] = (False, f"{where} is master without an in-sync replica "
                                      "(min_slaves_good_slaves:0): it would refuse writes")
+            if promoted_s is not None and promoted_s < REPLICA_LEASE_S:
+                out["replica"] = (True, f"{where} was promoted {promoted_s:.1f}s ago and its replicas are not in "
+                                        f"sync yet: it serves reads (< {REPLICA_LEASE_S:g}s lease)")
         else:
             extra = f" with {good} in-sync replica(s)" if good is not None else ""
             out["primary"] = (True, f"{where} is master{extra}")
-        out["replica"] = (False, f"{where} is master, not replica")
     elif role == "slave":
         out["primary"] = (False, f"{where} is slave, not primary")
         link = info.get("master_link_status", "unknown")
@@ -78,23 +88,45 @@ def verdicts(where, info):
     return out
 
 
+class Look:
+    """Looks at one node: INFO replication, and when it was seen promoted."""
+
+    def __init__(self, conn):
+        self.conn, self.role, self.promoted_at = conn, None, None
+
+    def __call__(self):
+        """Verdicts for both roles; never raises."""
+        try:
+            info = self.conn.info()
+        except (OSError, RedisError, ValueError) as err:
+            self.conn.close()
+            reason = f"{self.conn!r} does not answer: {err or type(err).__name__}"
+            return {r: (False, reason) for r in ROLES}
+        if self.role == "slave" and info.get("role") == "master":
+            self.promoted_at = time.monotonic()
+        elif info.get("role") != "master":
+            self.promoted_at = None
+        self.role = info.get("role")
+        promoted_s = time.monotonic() - self.promoted_at if self.promoted_at else None
+        try:
+            return verdicts(repr(self.conn), info, promoted_s)
+        except ValueError as err:
+            return {r: (False, f"{self.conn!r}: {err}") for r in ROLES}
+
+
 def look(conn):
-    """Verdicts for both roles from one INFO replication; never raises."""
-    try:
-        return verdicts(repr(conn), conn.info())
-    except (OSError, RedisError, ValueError) as err:
-        conn.close()
-        reason = f"{conn!r} does not answer: {err or type(err).__name__}"
-        return {r: (False, reason) for r in ROLES}
+    """Verdicts for both roles from one look at a node; never raises."""
+    return Look(conn)()
 
 
 def watch_node(name, conn, agent, interval, refresh, stop):
     """Looks at one node every INTERVAL; pushes its two checks on a change or
     every REFRESH."""
     pushed = {}  # check id -> ((passing, reason), when pushed)
+    node = Look(conn)
     while not stop.is_set():
         started = time.monotonic()
-        for role, (passing, reason) in look(conn).items():
+        for role, (passing, reason) in node().items():
             check_id = f"redis-{role}-{name}-role"
             last = pushed.get(check_id)
             if last and last[0] == (passing, reason) and started - last[1] < refresh:

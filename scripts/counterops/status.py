@@ -223,7 +223,7 @@ def redis_rows(t, consul):
                 bad()
         rows.append([node, f"{addr}:{port}", role, lag, detail])
         per_node[node] = (per_node[node] + ", " if node in per_node else "") + summary
-    return rows, per_node, sorted({addr for addr, _ in nodes})
+    return rows, per_node
 
 
 # ---------------------------------------------------------------- main
@@ -280,7 +280,7 @@ def main():
         r2, e2 = requests_and_errors(a["JobID"], s2)
         rates[a["ID"]] = ((r2 - r1) / elapsed, (e2 - e1) / elapsed, r2, e2)
 
-    redis_table, redis_by_node, redis_hosts = redis_rows(t, consul)
+    redis_table, redis_by_node = redis_rows(t, consul)
 
     # Machines: Nomad's nodes joined with Consul's members by name.
     member = {m["Name"]: m for m in members}
@@ -294,7 +294,7 @@ def main():
         if m:
             c = {1: "alive", 2: "leaving", 3: "left", 4: "failed"}.get(m["Status"], str(m["Status"]))
             c += " server" if m.get("Tags", {}).get("role") == "consul" else " client"
-            if m["Status"] != 1:
+            if m["Status"] not in (1, 3):  # a host that left (remove-host) is not down
                 bad()
         nstate = "-"
         if node:
@@ -341,7 +341,8 @@ def main():
 
     print("\n== redis")
     table(["MACHINE", "REDIS", "ROLE", "LAG", "DETAIL"], redis_table)
-    views = {h: sentinel_primary(t, h) for h in redis_hosts}
+    # One Sentinel a server (the local stack: its one).
+    views = {t.hosts[s].addr: sentinel_primary(t, t.hosts[s].addr) for s in t.servers}
     seen = {v for v in views.values() if v}
     for v in views.values():
         if v is None:

@@ -37,6 +37,7 @@ def test_nomad_without_a_token_is_refused(cluster):
 def test_redis_and_sentinel_refuse_a_client_without_credentials(cluster):
     for host in cluster.hosts:
         assert cluster.redis_cli(host, "GET", "counter", user=None).startswith("NOAUTH"), host
+    for host in cluster.servers:
         out = run(["redis-cli", "--tls", "--cacert", str(CA), "-h", cluster.addr[host], "-p", "26380",
                    "SENTINEL", "get-master-addr-by-name", "counter"], check=False).stdout
         assert out.startswith("NOAUTH"), f"{host} sentinel: {out}"

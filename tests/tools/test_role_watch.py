@@ -40,6 +40,27 @@ def test_a_replica_keeps_serving_for_the_lease_after_its_link_drops():
     assert not verdict(role="slave", master_link_status="down", master_link_down_since_seconds=5)["replica"][0]
 
 
+def test_a_just_promoted_primary_serves_reads_until_a_replica_is_in_sync_for_the_lease_only():
+    waiting = {"role": "master", "min_slaves_good_slaves": "0"}
+    assert role_watch.verdicts("n:1", waiting, promoted_s=1.0)["replica"][0]
+    assert not role_watch.verdicts("n:1", waiting, promoted_s=5.0)["replica"][0]
+    # Never seen promoted (an old primary restarted with stale data): no reads.
+    assert not role_watch.verdicts("n:1", waiting)["replica"][0]
+    # Once a replica is in sync it is the primary, and no longer a replica.
+    synced = role_watch.verdicts("n:1", {"role": "master", "min_slaves_good_slaves": "1"}, promoted_s=1.0)
+    assert synced["primary"][0] and not synced["replica"][0]
+
+
+def test_the_watch_notes_when_it_saw_a_node_promoted(redis_server):
+    port = redis_server()
+    replica = redis_server("--replicaof", "127.0.0.1", str(port), "--min-replicas-to-write", "1")
+    node = role_watch.Look(Redis("127.0.0.1", replica, timeout=1))
+    node()
+    Redis("127.0.0.1", replica, timeout=1).call("REPLICAOF", "NO", "ONE")
+    passing, reason = node()["replica"]
+    assert passing and "promoted" in reason, reason
+
+
 def test_a_replica_that_never_synced_serves_nothing():
     assert not verdict(role="slave", master_link_status="down", master_link_down_since_seconds=-1)["replica"][0]
 

@@ -4,15 +4,20 @@ for the cluster to recover). Faults reach hosts over SSH, as on real hosts,
 except the partition and the loss of a test machine's link, which act on
 this host's end of the machine's veth."""
 
+import os
 import random
+import shutil
 import subprocess
+import tempfile
 import time
 import types
+from pathlib import Path
 
-from .. import jobs
+from .. import jobs, machines, reboot
 from .runner import Scenario, log, primary_addr, until
 
 AGENT_DOWN_S = 15  # how long a killed agent stays down
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def link(host):
@@ -116,6 +121,79 @@ class MachineLoss(Scenario):
         # replacement running (Nomad marks the node down, then reschedules).
         print(f"chaos machine-loss: capacity_s={capacity or 'none'} replaced_s={replaced or 'none'} "
               f"web={n}/{self.before} (within 90s)", flush=True)
+
+
+class MachineReturn(MachineLoss):
+    """A test machine powered off abruptly and booted again OFF_S later, as
+    after a power cut: a replica's (replica-return), the primary's
+    (primary-return: it must come back as a replica, never taking a write of
+    its own) or a server's that is not the primary's (server-return: Raft
+    and Serf membership whole again). Judged by the verdict plus the machine
+    back: every unit active, its allocations running, its Redis a replica
+    with its link up, Consul and Nomad members alive, scripts/status exit 0."""
+    OFF_S = 20
+
+    def prepare(self):
+        if self.name == "replica-return":
+            MachineLoss.prepare(self)
+        else:
+            p = self.t.host_of(primary_addr(self.t))
+            self.victim = p if self.name == "primary-return" else next(s for s in self.t.servers if s != p)
+            self.avoid = [self.victim]
+        self.api_avoid = [self.victim]
+        if not link(self.victim):
+            raise SystemExit(f"error: {self.name} boots a test machine again: scripts/cluster machines only")
+
+    def heal(self):
+        time.sleep(max(0.0, self.OFF_S - (time.monotonic() - self.lost_at)))
+        machines.wait_off(self.victim)
+        log(f"{self.name}: starting {self.victim} again after {time.monotonic() - self.lost_at:.0f}s off")
+        machines.start(self.victim)
+        booted = time.monotonic()
+        until(f"{self.victim} back in service", self.back, 180)
+        print(f"chaos {self.name}: back_s={time.monotonic() - booted:.1f} (from its boot to every check below "
+              "passing) role=replica", flush=True)
+
+    def back(self):
+        t, v = self.t, self.victim
+        units = "consul nomad counter-redis-role-watch 'counter-redis@*'" + (
+            " counter-sentinel" if v in t.servers else "")
+        if set(t.ssh(v, f"systemctl is-active {units}", check=False).stdout.split()) != {"active"}:
+            return False
+        with t.redis(t.hosts[v].addr) as r:
+            info = r.info()
+        if info.get("role") != "slave" or info.get("master_link_status") != "up":
+            return False
+        consul, nomad = t.consul(avoid=[v]), t.nomad(avoid=[v])
+        if not any(m["Name"] == v and m["Status"] == 1 for m in consul.get("/v1/agent/members")):
+            return False
+        if v in t.servers and len(consul.get("/v1/status/peers")) != len(t.servers):
+            return False
+        if v in t.servers and sum(m["Status"] == "alive" for m in nomad.get("/v1/agent/members")["Members"]) != \
+                len(t.servers):
+            return False
+        jobs_there = {a["JobID"] for a in nomad.get("/v1/allocations")
+                      if a["NodeName"] == v and a["ClientStatus"] == "running"}
+        if not {"traefik", "web"} <= jobs_there:
+            return False
+        return subprocess.run([str(ROOT / "scripts/status"), "--inventory", str(t.inventory), "--interval", "0.5"],
+                              capture_output=True).returncode == 0
+
+
+class RollingReboot(Scenario):
+    """Every host rebooted, one at a time, as an operator does for a kernel
+    update (counterops/reboot.py: each out of rotation, drained, rebooted,
+    back), under load through the hosts in rotation: no failed request."""
+
+    def prepare(self):
+        self.rotation = os.path.join(tempfile.mkdtemp(prefix="counter-rotation-"), "out")
+
+    def fault(self):
+        for host in reboot.order(self.t, list(self.t.hosts)):
+            reboot.reboot(self.t, host, self.rotation)
+
+    def cleanup(self):
+        shutil.rmtree(os.path.dirname(self.rotation), ignore_errors=True)
 
 
 class Partition(Scenario):
@@ -226,7 +304,9 @@ def _args(**kw):
     return types.SimpleNamespace(**kw)
 
 
-SCENARIOS = {"primary-kill": PrimaryKill, "machine-loss": MachineLoss, "partition": Partition,
+SCENARIOS = {"primary-kill": PrimaryKill, "machine-loss": MachineLoss, "replica-return": MachineReturn,
+             "primary-return": MachineReturn, "server-return": MachineReturn, "rolling-reboot": RollingReboot,
+             "partition": Partition,
              "partition-server": PartitionServer, "rolling-deploy": RollingDeploy, "alloc-kill": AllocKill,
              "agent-restart": AgentRestart}
 for _agent in ("consul-leader-kill", "nomad-leader-kill", "consul-agent-primary"):

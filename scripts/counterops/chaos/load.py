@@ -96,7 +96,22 @@ def exchange(conns, url, method, path, results):
     raise AssertionError("unreachable: the second attempt returns")
 
 
-def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_file=None):
+class Rotation:
+    """The gateways in use: all but those a rotation file lists (a client
+    behind a load balancer or DNS the operator takes a host out of), the
+    file read again twice a second."""
+
+    def __init__(self, gateways, path):
+        self.gateways, self.path, self.read_at, self.out = gateways, path, 0.0, set()
+
+    def choices(self):
+        if self.path and time.monotonic() - self.read_at > 0.5:
+            self.read_at = time.monotonic()
+            self.out = set(open(self.path).read().split()) if os.path.exists(self.path) else set()
+        return [g for g in self.gateways if g not in self.out] or self.gateways
+
+
+def worker(rotation, inc_share, deadline, budget, results, started, seed, stop_file=None):
     rng = random.Random(seed)
     conns = {}
     while time.monotonic() < deadline and not stopped(stop_file):
@@ -104,7 +119,12 @@ def worker(gateways, inc_share, deadline, budget, results, started, seed, stop_f
             if budget[0] <= 0:
                 return
             budget[0] -= 1
-        url = rng.choice(gateways)
+        choices = rotation.choices()
+        for gone in [u for u in conns if u not in choices]:
+            # Out of rotation: its connection is closed, as a load balancer
+            # closes those to a backend it removed, so it is never reused later.
+            conns.pop(gone).close()
+        url = rng.choice(choices)
         is_inc = rng.random() < inc_share
         method, path = ("POST", "/inc") if is_inc else ("GET", "/")
         ok, body, kind = exchange(conns, url, method, path, results)
@@ -141,6 +161,7 @@ def main():
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--inc-share", type=float, default=0.3, help="fraction of requests that are /inc")
     p.add_argument("--stop-file", help="stop as soon as this file exists")
+    p.add_argument("--rotation-file", help="gateways to avoid while this file lists them (one URL a line)")
     args = p.parse_args()
     bad = [g for g in args.gateways if not allowed(g)]
     if bad:
@@ -148,7 +169,8 @@ def main():
     duration = min(args.duration, 600.0)
     results, started = Results(), time.monotonic()
     deadline, budget = started + duration, [args.max_requests]
-    threads = [threading.Thread(target=worker, args=(args.gateways, args.inc_share, deadline, budget, results, started, i,
+    rotation = Rotation(args.gateways, args.rotation_file)
+    threads = [threading.Thread(target=worker, args=(rotation, args.inc_share, deadline, budget, results, started, i,
                                                      args.stop_file))
                for i in range(args.workers)]
     for t in threads:

@@ -2,7 +2,7 @@
 address (or, without one, the gateways of the hosts the fault spares) runs
 while one fault is injected and healed; then every acknowledged increment
 must be in the final count (verdict.py). One line per scenario:
-  chaos <scenario>: acked=<n> attempted=<n> final=<n> lost=<n> get_errors=<n> inc_errors=<n> recovery_s=<x> ...
+  chaos <scenario>: write_gap_s=<s> read_gap_s=<s> failed=<n> lost=<n> | acked=<n> ... fault_step_s=<s>
 Load goes only to loopback or 198.18.0.0/15 (load.py refuses the rest)."""
 
 import json
@@ -45,7 +45,10 @@ def count_at(t, addr):
 class Scenario:
     """One fault: prepare (pick the victim), fault, heal, cleanup. The load
     avoids the gateways of `avoid`; the runner's own API calls avoid the
-    servers of `api_avoid`."""
+    servers of `api_avoid`. A scenario with a `rotation` file sends the load
+    to every host's gateway but those the file lists, and its load lasts
+    until it healed (at most 600 s), whatever LOAD_SECONDS says."""
+    rotation = None
 
     def __init__(self, t, name):
         self.t, self.name = t, name
@@ -77,7 +80,8 @@ def run(s):
     """Runs scenario S under load; (its verdict line, problems)."""
     t = s.t
     s.prepare()
-    gateways = [t.gateway()] if t.gateway_vip else [t.gateway(h) for h in t.hosts if h not in s.avoid]
+    gateways = [t.gateway()] if t.gateway_vip and not s.rotation else \
+        [t.gateway(h) for h in t.hosts if h not in s.avoid]
     if not gateways:
         raise SystemExit("error: no gateway left to send load to")
     try:
@@ -86,8 +90,11 @@ def run(s):
         raise SystemExit(f"error: {err}: is the cluster up and healthy?") from None
     initial, probes = count_at(t, primary), [0]
     log(f"{s.name}: load for {LOAD_SECONDS:g}s through {' '.join(gateways)}; fault at {FAULT_AFTER:g}s")
-    load = subprocess.Popen([sys.executable, "-m", "counterops.chaos.load", "--duration", str(LOAD_SECONDS),
-                             *gateways], stdout=subprocess.PIPE, text=True)
+    stop = f"{s.rotation}.stop" if s.rotation else None
+    extra = ["--duration", "600", "--max-requests", "1000000", "--stop-file", stop,
+             "--rotation-file", s.rotation] if s.rotation else ["--duration", str(LOAD_SECONDS)]
+    load = subprocess.Popen([sys.executable, "-m", "counterops.chaos.load", *extra, *gateways],
+                            stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
     try:
         time.sleep(FAULT_AFTER)
@@ -95,11 +102,13 @@ def run(s):
         s.fault()
         # Recovery: writes are acknowledged again through a surviving gateway.
         until(f"increments to be acknowledged again after {s.name}", lambda: inc_works(gateways[0], probes), 120)
-        recovery = time.monotonic() - faulted
+        fault_step = time.monotonic() - faulted
         s.heal()
     finally:
+        if stop:
+            open(stop, "w").close()
+        out, _ = load.communicate(timeout=LOAD_SECONDS + 120 if not stop else 120)
         s.cleanup()
-    out, _ = load.communicate(timeout=LOAD_SECONDS + 120)
     if load.returncode != 0:
         raise SystemExit(f"error: {s.name}: the load generator failed")
     # The final count, once writes work again, from whichever node is primary now.
@@ -107,7 +116,7 @@ def run(s):
     final = count_at(t, primary_addr(t, s.api_avoid))
     log(f"{s.name}: healed after {time.monotonic() - started:.0f}s")
     result = json.loads(out)
-    line, problems = verdict(s.name, result, initial, final, recovery, probes[0])
+    line, problems = verdict(s.name, result, initial, final, fault_step, probes[0])
     print(line, flush=True)
     if result.get("error_kinds"):
         print(f"chaos {s.name}: errors by kind: {result['error_kinds']}", file=sys.stderr)

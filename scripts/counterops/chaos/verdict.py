@@ -10,8 +10,13 @@ or as a value handed out twice (the counter went back and counted up again):
 """
 
 
-def verdict(scenario, load, initial, final, recovery_s, probes=0):
-    """probes: increments the runner sent itself (its recovery checks)."""
+def verdict(scenario, load, initial, final, fault_step_s, probes=0):
+    """(the one-line verdict, the broken invariants). The line leads with what
+    users saw: the longest time without a successful write and without a
+    successful read (measured by the load itself), the requests that failed,
+    and the increments lost; then the details, and fault_step_s, the fault's
+    own step as the runner timed it (the fault, then its probe increments
+    until one was acknowledged). probes: increments the runner sent itself."""
     acked = load["acked"]
     kept = {v for v in acked if initial < v <= final}
     lost = len(acked) - len(kept)
@@ -21,11 +26,8 @@ def verdict(scenario, load, initial, final, recovery_s, probes=0):
         problems.append(f"{lost} acknowledged increment(s) lost")
     if final - initial > attempted:
         problems.append(f"final count grew by {final - initial}, more than the {attempted} attempted")
-    line = (f"chaos {scenario}: acked={len(acked)} attempted={attempted} final={final} lost={lost} "
-            f"get_errors={load['get_errors']} inc_errors={load['inc_errors']} recovery_s={recovery_s:.1f}")
-    # The load's own measure of the outages (absent from older results).
-    if "write_gap_s" in load:
-        line += f" write_gap_s={load['write_gap_s']:.1f} read_gap_s={load['read_gap_s']:.1f}"
-    if "get_retried" in load:
-        line += f" get_retried={load['get_retried']}"
+    line = (f"chaos {scenario}: write_gap_s={load['write_gap_s']:.1f} read_gap_s={load['read_gap_s']:.1f} "
+            f"failed={load['get_errors'] + load['inc_errors']} lost={lost} | acked={len(acked)} attempted={attempted} "
+            f"final={final} get_errors={load['get_errors']} inc_errors={load['inc_errors']} "
+            f"get_retried={load.get('get_retried', 0)} fault_step_s={fault_step_s:.1f}")
     return line, problems
