@@ -97,6 +97,9 @@ pub(crate) struct Shared {
     writes: Queue,
     /// Replicas the primary last reported in sync: how many each `WAIT` waits for.
     in_sync: AtomicI64,
+    /// When each replica last acknowledged something (std Mutex: never held
+    /// across .await).
+    acks: std::sync::Mutex<writer::Acks>,
     /// The last non-empty set of healthy replicas, read while a failover leaves
     /// no healthy node at all (std Mutex: never held across .await).
     last_known_replicas: std::sync::Mutex<Vec<std::net::SocketAddr>>,
@@ -132,6 +135,7 @@ impl RedisStore {
             reads: Queue::new(),
             writes: Queue::new(),
             in_sync: AtomicI64::new(0),
+            acks: std::sync::Mutex::default(),
             last_known_replicas: std::sync::Mutex::default(),
             metrics,
             settings,

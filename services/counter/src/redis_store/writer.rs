@@ -5,6 +5,7 @@
 //! least one did: Sentinel promotes the replica it believes most up to date, so
 //! "some replica has it" would not be enough with two or more replicas.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +26,15 @@ use crate::logic::{Count, StoreError};
 /// sync. Replicas acknowledge every second (and at once when `WAIT` asks), so a
 /// healthy one reads 0 or 1.
 const MAX_IN_SYNC_LAG_S: u64 = 2;
+/// A replica behind the primary whose acknowledged offset has not moved for
+/// this long is not in sync either. Every `WAIT` asks the replicas to
+/// acknowledge at once (and they do every second unasked), so one that
+/// answers, however slowly, moves within a second; one cut off by a
+/// partition stays "online" with a `lag` under [`MAX_IN_SYNC_LAG_S`] for up
+/// to three seconds, Redis counting lag in whole seconds, and every batch
+/// waited for it meanwhile. This tells it in one second, measured here to
+/// the millisecond.
+const SILENT_AFTER: Duration = Duration::from_millis(1000);
 /// How often the primary's replication state is read to know who is in sync.
 const TRACK_EVERY: Duration = Duration::from_millis(250);
 /// How soon the nodes are looked at again for the primary when none proved
@@ -207,7 +217,7 @@ async fn write_once(
             let mut wanted = wanted;
             loop {
                 let info = redis::cmd("INFO").arg("replication").query_async::<String>(&mut c).await?;
-                let now = count_in_sync(&info).max(1);
+                let now = shared.acks.lock().expect("acks lock").in_sync(&info, Instant::now()).max(1);
                 shared.in_sync.store(now, Ordering::Relaxed);
                 wanted = now.min(wanted);
                 let again = redis::cmd("WAIT").arg(wanted).arg(wait_ms).query_async::<i64>(&mut c).await?;
@@ -308,7 +318,7 @@ pub(crate) async fn track_replicas(shared: Arc<Shared>, shutdown: CancellationTo
         let Some(info) = shutdown.run_until_cancelled(info).await else { return };
         match info {
             Ok(info) => {
-                let in_sync = count_in_sync(&info);
+                let in_sync = shared.acks.lock().expect("acks lock").in_sync(&info, Instant::now());
                 let before = shared.in_sync.swap(in_sync, Ordering::Relaxed);
                 if before != in_sync {
                     debug!(before, in_sync, "replicas in sync changed");
@@ -319,26 +329,71 @@ pub(crate) async fn track_replicas(shared: Arc<Shared>, shutdown: CancellationTo
     }
 }
 
-/// Counts the replicas in `INFO replication` that are online with a recent ack:
-/// lines like `slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0`.
-pub(crate) fn count_in_sync(info: &str) -> i64 {
+/// The replica lines of `INFO replication` that are online with a recent ack
+/// (`slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0`), as
+/// (ip:port, acknowledged offset).
+fn online_replicas(info: &str) -> impl Iterator<Item = (String, u64)> + '_ {
     info.lines()
         .filter(|line| line.starts_with("slave") && line.as_bytes().get(5).is_some_and(u8::is_ascii_digit))
-        .filter(|line| {
+        .filter_map(|line| {
             let field = |name: &str| {
                 line.split([':', ',']).find_map(|kv| kv.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
             };
-            field("state") == Some("online")
-                && field("lag")
-                    .and_then(|lag| lag.trim().parse::<u64>().ok())
-                    .is_some_and(|lag| lag <= MAX_IN_SYNC_LAG_S)
+            let recent =
+                field("lag").and_then(|lag| lag.trim().parse::<u64>().ok()).is_some_and(|lag| lag <= MAX_IN_SYNC_LAG_S);
+            (field("state") == Some("online") && recent).then(|| {
+                let offset = field("offset").and_then(|o| o.trim().parse().ok()).unwrap_or(0);
+                (format!("{}:{}", field("ip").unwrap_or(""), field("port").unwrap_or("")), offset)
+            })
         })
-        .count() as i64
+}
+
+/// Counts the replicas in `INFO replication` that are online with a recent ack.
+pub(crate) fn count_in_sync(info: &str) -> i64 {
+    online_replicas(info).count() as i64
+}
+
+/// When each replica was last seen caught up with the primary or its
+/// acknowledged offset moving: one behind the primary that has done neither
+/// for [`SILENT_AFTER`] is not in sync, however recent Redis's whole-second
+/// `lag` says its last ack was.
+#[derive(Default)]
+pub(crate) struct Acks {
+    last_moved: HashMap<String, (u64, Instant)>,
+}
+
+impl Acks {
+    /// The replicas in sync by `info`, read at `now`.
+    pub(crate) fn in_sync(&mut self, info: &str, now: Instant) -> i64 {
+        let primary_offset: u64 = info
+            .lines()
+            .find_map(|line| line.trim_end().strip_prefix("master_repl_offset:"))
+            .and_then(|o| o.parse().ok())
+            .unwrap_or(0);
+        let mut seen = HashMap::new();
+        let mut count = 0;
+        for (replica, offset) in online_replicas(info) {
+            let moved = match self.last_moved.get(&replica) {
+                Some(&(before, at)) if before == offset && offset < primary_offset => at,
+                _ => now,
+            };
+            if now.duration_since(moved) < SILENT_AFTER {
+                count += 1;
+            }
+            seen.insert(replica, (offset, moved));
+        }
+        self.last_moved = seen;
+        count
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{count_in_sync, is_writable_primary};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::{Acks, count_in_sync, is_writable_primary};
 
     #[test]
     fn a_master_with_an_in_sync_replica_takes_writes_and_others_do_not() {
@@ -356,6 +411,32 @@ mod tests {
             slave2:ip=127.0.0.1,port=6383,state=wait_bgsave,offset=0,lag=0\r\n\
             slave_read_repl_offset:100\r\nmaster_repl_offset:100\r\n";
         assert_eq!(count_in_sync(info), 1);
+    }
+
+    #[test]
+    fn a_replica_behind_whose_acks_stopped_for_a_second_is_not_in_sync_and_a_slow_one_is() {
+        let info = |cut: u64, slow: u64, primary: u64| {
+            format!(
+                "role:master\r\nslave0:ip=10.0.0.2,port=6380,state=online,offset={cut},lag=1\r\n\
+                 slave1:ip=10.0.0.3,port=6380,state=online,offset={slow},lag=1\r\nmaster_repl_offset:{primary}\r\n"
+            )
+        };
+        let mut acks = Acks::default();
+        let start = Instant::now();
+        assert_eq!(acks.in_sync(&info(100, 100, 100), start), 2);
+        // Writes go on: the slow replica acknowledges them late, the cut one never.
+        assert_eq!(acks.in_sync(&info(100, 120, 200), start + Duration::from_millis(400)), 2);
+        assert_eq!(acks.in_sync(&info(100, 190, 300), start + Duration::from_millis(900)), 2);
+        assert_eq!(acks.in_sync(&info(100, 280, 400), start + Duration::from_millis(1100)), 1);
+        // Caught up (nothing left to acknowledge), even a silent one is in sync,
+        // and its silence counts from then (the primary is read every 250 ms):
+        // a write a minute later finds it in sync until it has been behind for
+        // a second.
+        assert_eq!(acks.in_sync(&info(400, 400, 400), start + Duration::from_millis(3000)), 2);
+        assert_eq!(acks.in_sync(&info(400, 400, 400), start + Duration::from_millis(62_900)), 2);
+        assert_eq!(acks.in_sync(&info(400, 400, 500), start + Duration::from_millis(63_000)), 2);
+        assert_eq!(acks.in_sync(&info(400, 500, 600), start + Duration::from_millis(63_800)), 2);
+        assert_eq!(acks.in_sync(&info(400, 600, 700), start + Duration::from_millis(64_100)), 1);
     }
 
     #[test]
