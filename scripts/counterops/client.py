@@ -1,9 +1,5 @@
-"""The one HTTP client of Consul's and Nomad's APIs, for every tool and test.
-
-    consul = client.consul("https://10.0.0.1:8501", token=..., ca="ca.pem")
-    consul.get("/v1/catalog/services")               # decoded JSON
-    consul.put("/v1/acl/policy", {...})
-    index, entries = consul.watch("/v1/health/service/web", index)   # blocking query
+"""The one HTTP client of Consul's and Nomad's APIs, for every tool and test:
+client.consul("https://10.0.0.1:8501", token=..., ca="ca.pem").get("/v1/catalog/services").
 
 Tokens travel in headers (X-Consul-Token, X-Nomad-Token), never in URLs or
 argv. An https:// address is verified against the given CA, with a client
@@ -13,8 +9,8 @@ never is: it may have been applied. Standard library only: the role watch
 runs this on every host with Debian's python3.
 """
 
+import functools
 import json
-import os
 import ssl
 import time
 import urllib.error
@@ -31,23 +27,16 @@ class ApiError(Exception):
         self.status = status
 
 
-def tls_context(ca=None, cert=None, key=None):
-    """A client context trusting CA (or the system's CAs), presenting CERT."""
-    ctx = ssl.create_default_context(cafile=ca)
-    if cert:
-        ctx.load_cert_chain(cert, key)
-    return ctx
-
-
 class Api:
-    def __init__(self, base, header, token=None, context=None, timeout=10.0, retries=2):
+    def __init__(self, header, base, token=None, ca=None, cert=None, key=None, timeout=10.0, retries=2):
         self.base = base.rstrip("/")
         self.header, self.token = header, token
-        self.context = context if base.startswith("https:") else None
+        self.context = None
+        if base.startswith("https:"):  # trusting CA (or the system's CAs), presenting CERT
+            self.context = ssl.create_default_context(cafile=ca)
+            if cert:
+                self.context.load_cert_chain(cert, key)
         self.timeout, self.retries = timeout, retries
-
-    def __repr__(self):
-        return f"Api({self.base})"
 
     def open(self, method, path, body=None, params=None, timeout=None, token=None):
         """The raw response (for streams); raises ApiError on an HTTP error."""
@@ -70,21 +59,17 @@ class Api:
 
     def call(self, method, path, body=None, params=None, ok=(200,), timeout=None, token=None):
         """(status, decoded body) of one request whose status is in OK."""
-        return self._call(method, path, body, params, ok, timeout, token)[:2]
-
-    def _call(self, method, path, body, params, ok, timeout, token):
         try:
             with self.open(method, path, body, params, timeout, token) as resp:
-                status, text, headers = resp.status, resp.read(), resp.headers
+                status, text = resp.status, resp.read()
         except ApiError as err:
             if err.status not in ok:
                 raise
-            return err.status, None, {}
+            return err.status, None
         try:
-            decoded = json.loads(text) if text else None
+            return status, json.loads(text) if text else None
         except ValueError:
-            decoded = text.decode(errors="replace")
-        return status, decoded, headers
+            return status, text.decode(errors="replace")
 
     def get(self, path, params=None, missing_ok=False, **kw):
         """The decoded body; None for a 404 when MISSING_OK."""
@@ -95,47 +80,15 @@ class Api:
         with self.open("GET", path, params=params, timeout=timeout) as resp:
             return resp.read().decode(errors="replace")
 
-    def put(self, path, body=None, **kw):
-        return self.call("PUT", path, body, **kw)[1]
+    def send(self, method, path, body=None, **kw):
+        """The decoded body of a write: api.put(path, body), api.post(path, body), api.delete(path)."""
+        return self.call(method, path, body, **kw)[1]
 
-    def post(self, path, body=None, **kw):
-        return self.call("POST", path, body, **kw)[1]
-
-    def delete(self, path, **kw):
-        return self.call("DELETE", path, **kw)[1]
-
-    def watch(self, path, index=None, wait="30s", params=None):
-        """A blocking query: (new index, body) once the result changes after
-        INDEX or WAIT passed (Consul and Nomad both take index and wait)."""
-        params = dict(params or {}, wait=wait, **({"index": index} if index else {}))
-        _, body, headers = self._call("GET", path, None, params, (200,), self.timeout + 40, None)
-        return headers.get("X-Consul-Index") or headers.get("X-Nomad-Index"), body
+    put = functools.partialmethod(send, "PUT")
+    post = functools.partialmethod(send, "POST")
+    delete = functools.partialmethod(send, "DELETE")
 
 
-def read_token(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
-def consul(addr, token=None, ca=None, cert=None, key=None, **kw):
-    return Api(addr, "X-Consul-Token", token, tls_context(ca, cert, key) if addr.startswith("https:") else None, **kw)
-
-
-def nomad(addr, token=None, ca=None, cert=None, key=None, **kw):
-    return Api(addr, "X-Nomad-Token", token, tls_context(ca, cert, key) if addr.startswith("https:") else None, **kw)
-
-
-def from_env(kind):
-    """The API the consul or nomad CLI would reach, from the same variables
-    (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN[_FILE], CONSUL_CACERT, ...;
-    NOMAD_ADDR, NOMAD_TOKEN, NOMAD_CACERT, ...)."""
-    env = os.environ
-    if kind == "consul":
-        addr = env.get("CONSUL_HTTP_ADDR", "http://127.0.0.1:8500")
-        addr = addr if "://" in addr else "http://" + addr
-        token = env.get("CONSUL_HTTP_TOKEN") or (read_token(env["CONSUL_HTTP_TOKEN_FILE"])
-                                                 if env.get("CONSUL_HTTP_TOKEN_FILE") else None)
-        return consul(addr, token, env.get("CONSUL_CACERT"), env.get("CONSUL_CLIENT_CERT"), env.get("CONSUL_CLIENT_KEY"))
-    token = env.get("NOMAD_TOKEN") or None
-    return nomad(env.get("NOMAD_ADDR", "http://127.0.0.1:4646"), token, env.get("NOMAD_CACERT"),
-                 env.get("NOMAD_CLIENT_CERT"), env.get("NOMAD_CLIENT_KEY"))
+# consul(addr, token=None, ca=None, cert=None, key=None, timeout=..., retries=...), nomad(...) the same.
+consul = functools.partial(Api, "X-Consul-Token")
+nomad = functools.partial(Api, "X-Nomad-Token")

@@ -13,12 +13,12 @@ from . import target
 
 
 def main():
-    p = argparse.ArgumentParser(prog="scripts/env", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n")[1])
+    description, epilog = __doc__.split("\n\n")
+    p = argparse.ArgumentParser(prog="scripts/env", description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     target.add_arguments(p)
-    args = p.parse_args()
     try:
-        t = target.from_args(args)
+        t = target.from_args(p.parse_args())
     except target.TargetError as err:
         sys.exit(f"error: {err}")
     if not (t.secrets / "nomad-management.token").exists():

@@ -3,25 +3,11 @@
 machine) and scripts/chaos (a rolling deploy) all submit jobs through it, so
 the variables cannot drift between them:
 
-  local    the defaults of the job files: one machine, a canary first, no
-           placement constraint
-  cluster  one instance per host (distinct_hosts, so no canary either: no
-           host is free for one), TLS to Consul and Redis, web sized to the
-           hosts (one per host, at most 6) and its autoscaling bounds to match
-
-Counts the autoscaler set are preserved: a group that exists keeps its count
-(as `nomad job run -preserve-counts`), except in a cluster whose hosts were
-added or removed since the last deploy (recorded in the Nomad Variable
-counter/deploy): web is then sized to the hosts again, so a new host gets an
-instance.
-
-A job whose plan shows no change is not submitted again: a second deploy
-changes nothing. Otherwise it is submitted with `nomad job run` (so Nomad
-keeps the source and variables, and `nomad job revert` works) from the
-repository's root, and this waits until its deployment succeeded.
-
-    python -m counterops.jobs deploy [--local|--inventory FILE] --artifact web=V:SHA ...
-    python -m counterops.jobs redeploy [--local|--inventory FILE] --set release=NAME web web-inc
+Locally the job files' defaults; in a cluster the variables, counts and
+submission rules of docs/deploy.md ("The jobs"): counts the autoscaler set
+are preserved unless the hosts changed, a job whose plan shows no change is
+not submitted, the others go through `nomad job run` (so Nomad keeps the
+source and variables, and `nomad job revert` works) and are waited for.
 """
 
 import argparse
@@ -64,15 +50,13 @@ def job_vars(profile, job, clients, args):
         v.update(gateway_bind="", https="true")
     if profile == "cluster" and job in ("web", "web-inc"):
         # One instance per host: losing a host loses one instance, not all.
-        v.update(distinct_hosts="true", canary="0")
         # TLS to Consul (its HTTPS port on loopback) and to Redis, both
         # verified against the cluster's CA (deploy/roles/counter_node).
-        v.update(consul_http_addr="https://127.0.0.1:8501", consul_cacert=CLUSTER_CA, redis_tls_ca=CLUSTER_CA)
-        if job == "web":
+        v.update(distinct_hosts="true", canary="0", consul_http_addr="https://127.0.0.1:8501", consul_cacert=CLUSTER_CA,
+                 redis_tls_ca=CLUSTER_CA, count="2")
+        if job == "web":  # sized to the hosts
             top = min(clients, 6)
             v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))
-        else:
-            v["count"] = "2"
     for spec in args.set:
         name, _, value = spec.partition("=")
         target, _, name = name.rpartition(":")
@@ -83,14 +67,8 @@ def job_vars(profile, job, clients, args):
 
 def read_var_file(path):
     """A var file this wrote: one `name = "value"` a line."""
-    out = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                name, sep, value = line.partition(" = ")
-                if sep:
-                    out[name.strip()] = json.loads(value)
-    return out
+    lines = Path(path).read_text().splitlines() if os.path.exists(path) else []
+    return {name.strip(): json.loads(value) for name, sep, value in (line.partition(" = ") for line in lines) if sep}
 
 
 def write_var_file(path, variables):
@@ -101,13 +79,13 @@ def write_var_file(path, variables):
     os.replace(path + ".tmp", path)
 
 
-def rendered_job(job_file, var_file, env):
-    """The job as Nomad's JSON, as `nomad job run` would submit it."""
-    out = subprocess.run(["nomad", "job", "run", "-output", f"-var-file={var_file}", job_file],
-                         cwd=REPO, capture_output=True, text=True, env=env)
+def nomad_job_run(args, env, failed, cwd=REPO):
+    """`nomad job run ARGS`, its output; a failure ends the command (FAILED, then
+    what nomad said)."""
+    out = subprocess.run(["nomad", "job", "run", *args], cwd=cwd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        die(f"{job_file}: {out.stderr.strip() or out.stdout.strip()}")
-    return json.loads(out.stdout)["Job"]
+        die(failed + (out.stderr.strip() or out.stdout.strip()))
+    return out.stdout
 
 
 def meaningful(diff):
@@ -116,38 +94,15 @@ def meaningful(diff):
     that is not a change."""
     if not diff:
         return False
-    for field in diff.get("Fields") or []:
-        if field.get("Type") != "None" and field.get("Old") != field.get("New"):
-            return True
-    for key in ("Objects", "TaskGroups", "Tasks"):
-        for obj in diff.get(key) or []:
-            if obj.get("Type") in ("Added", "Deleted") or meaningful(obj):
-                return True
-    return False
-
-
-def preserve_counts(job, current):
-    counts = {g["Name"]: g["Count"] for g in current.get("TaskGroups") or []}
-    for group in job.get("TaskGroups") or []:
-        if group["Name"] in counts:
-            group["Count"] = counts[group["Name"]]
-
-
-def submit(job_file, var_file, env, preserve):
-    cmd = ["nomad", "job", "run", "-detach", f"-var-file={var_file}"]
-    if preserve:
-        cmd.append("-preserve-counts")
-    out = subprocess.run(cmd + [job_file], cwd=REPO, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        die(f"{job_file}: nomad job run failed:\n{out.stderr.strip() or out.stdout.strip()}")
+    parts = [obj for key in ("Objects", "TaskGroups", "Tasks") for obj in diff.get(key) or []]
+    return (any(f.get("Type") != "None" and f.get("Old") != f.get("New") for f in diff.get("Fields") or [])
+            or any(obj.get("Type") in ("Added", "Deleted") or meaningful(obj) for obj in parts))
 
 
 def wait_deployed(nomad, job_id, timeout):
     """Until the job's latest version runs: its deployment succeeded (service
-    jobs) or every allocation of it runs (system jobs)."""
-    deadline = time.monotonic() + timeout
-    report = time.monotonic() + 10
-    nudge = time.monotonic() + 45
+    jobs) or every allocation of it runs (system jobs); then says which version."""
+    deadline, report, nudge = (time.monotonic() + s for s in (timeout, 10, 45))
     while True:
         job = nomad.get(f"/v1/job/{job_id}", missing_ok=True)
         version = job["Version"]
@@ -162,7 +117,7 @@ def wait_deployed(nomad, job_id, timeout):
             running = sum(1 for a in allocs if a["ClientStatus"] == "running")
             state = f"{running} of {len(allocs)} allocations running, {len(old)} of an older version"
             if allocs and running == len(allocs) and not old:
-                return
+                break
             # The system scheduler replaces max_parallel allocations per
             # evaluation and relies on a follow-up evaluation for the rest;
             # after a failed deployment of the job that one was seen never to
@@ -174,7 +129,7 @@ def wait_deployed(nomad, job_id, timeout):
             dep = nomad.get(f"/v1/job/{job_id}/deployment", missing_ok=True)
             if dep and dep["JobVersion"] == version:
                 if dep["Status"] == "successful":
-                    return
+                    break
                 if dep["Status"] in ("failed", "cancelled"):
                     die(f"{job_id}: deployment {dep['Status']}: {dep['StatusDescription']}\n"
                         f"  see: nomad job status {job_id}; nomad alloc logs -stderr -job {job_id}")
@@ -187,18 +142,15 @@ def wait_deployed(nomad, job_id, timeout):
             log(f"{job_id}: {state}")
             report = time.monotonic() + 10
         time.sleep(0.5)
-
-
-def ready_clients(nomad):
-    return sum(1 for n in nomad.get("/v1/nodes") or []
-               if n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible")
+    print(f"{job_id}: deployed version {nomad.get(f'/v1/job/{job_id}')['Version']}", flush=True)
 
 
 def wait_clients(nomad, want, timeout=120):
     """The ready clients once there are WANT (a host the deploy just started
     registers a few seconds later), or what there are at TIMEOUT."""
     deadline = time.monotonic() + timeout
-    while (have := ready_clients(nomad)) < want and time.monotonic() < deadline:
+    while (have := sum(n["Status"] == "ready" and n["SchedulingEligibility"] == "eligible"
+                       for n in nomad.get("/v1/nodes") or [])) < want and time.monotonic() < deadline:
         time.sleep(1)
     if have < want:
         log(f"only {have} of {want} Nomad clients ready after {timeout}s; sizing for {have}")
@@ -207,31 +159,30 @@ def wait_clients(nomad, want, timeout=120):
 
 def deploy(t, args):
     nomad, env = t.nomad(), t.cli_env()
-    profile = t.kind
-    jobs = args.jobs or JOBS
-    clients = 1
-    sized_for = None
-    if profile == "cluster":
+    clients, resized = 1, False
+    if t.kind == "cluster":
         clients = wait_clients(nomad, args.clients or len(t.hosts))
         var = nomad.get(f"/v1/var/{DEPLOY_VARIABLE}", missing_ok=True)
-        sized_for = (var or {}).get("Items", {}).get("clients")
-    resized = profile == "cluster" and sized_for != str(clients)
-    vars_dir = args.vars_dir or str(t.state / "jobs")
-    args.vars_dir = vars_dir
-    for job_id in jobs:
+        resized = (var or {}).get("Items", {}).get("clients") != str(clients)
+    args.vars_dir = args.vars_dir or str(t.state / "jobs")
+    for job_id in args.jobs or JOBS:
         job_file = f"nomad/{job_id}.nomad.hcl"
         if not (REPO / job_file).exists():
             die(f"no job file {job_file} in {REPO}")
-        var_file = os.path.join(vars_dir, f"{job_id}.vars.hcl")
-        write_var_file(var_file, job_vars(profile, job_id, clients, args))
-        job = rendered_job(job_file, var_file, env)
+        var_file = os.path.join(args.vars_dir, f"{job_id}.vars.hcl")
+        write_var_file(var_file, job_vars(t.kind, job_id, clients, args))
+        # The job as Nomad's JSON, as `nomad job run` would submit it.
+        job = json.loads(nomad_job_run(["-output", f"-var-file={var_file}", job_file], env, f"{job_file}: "))["Job"]
         current = nomad.get(f"/v1/job/{job_id}", missing_ok=True)
         # web is sized again when the hosts changed; otherwise every group
         # keeps the count it has (the autoscaler's).
         preserve = current is not None and not (resized and job_id == "web")
         if current is not None and not current.get("Stop"):
-            if preserve:
-                preserve_counts(job, current)
+            if preserve:  # plan what -preserve-counts will submit
+                counts = {g["Name"]: g["Count"] for g in current.get("TaskGroups") or []}
+                for group in job.get("TaskGroups") or []:
+                    if group["Name"] in counts:
+                        group["Count"] = counts[group["Name"]]
             plan = nomad.post(f"/v1/job/{job_id}/plan", {"Job": job, "Diff": True})
             if not meaningful(plan.get("Diff")):
                 print(f"{job_id}: unchanged (version {current['Version']})", flush=True)
@@ -243,15 +194,15 @@ def deploy(t, args):
                         f"({dep['StatusDescription']}); see: nomad job status {job_id}")
                 continue
         log(f"{job_id}: submitting {job_file} ({'new' if current is None else 'changed'})")
-        submit(job_file, var_file, env, preserve)
+        nomad_job_run(["-detach", f"-var-file={var_file}", *(["-preserve-counts"] if preserve else []), job_file], env,
+                      f"{job_file}: nomad job run failed:\n")
         if args.detach:
             print(f"{job_id}: submitted", flush=True)
-            continue
-        wait_deployed(nomad, job_id, args.timeout)
-        print(f"{job_id}: deployed version {nomad.get(f'/v1/job/{job_id}')['Version']}", flush=True)
+        else:
+            wait_deployed(nomad, job_id, args.timeout)
     if resized:
-        nomad.put(f"/v1/var/{DEPLOY_VARIABLE}",
-                  {"Namespace": "default", "Path": DEPLOY_VARIABLE, "Items": {"clients": str(clients)}})
+        nomad.put(f"/v1/var/{DEPLOY_VARIABLE}", {"Namespace": "default", "Path": DEPLOY_VARIABLE,
+                                                  "Items": {"clients": str(clients)}})
         print(f"sized for {clients} hosts", flush=True)
 
 
@@ -266,29 +217,21 @@ def redeploy(t, args):
         sub = nomad.get(f"/v1/job/{job_id}/submission", params={"version": current["Version"]}, missing_ok=True)
         if not sub:
             die(f"{job_id}: Nomad kept no source of version {current['Version']}; submit it with jobs deploy")
+        variables = dict(sub.get("VariableFlags") or {})
+        variables.update(spec.partition("=")[::2] for spec in args.set)
         with tempfile.TemporaryDirectory() as tmp:
-            job_file = os.path.join(tmp, f"{job_id}.nomad.hcl")
-            with open(job_file, "w") as f:
-                f.write(sub["Source"])
-            variables = dict(sub.get("VariableFlags") or {})
-            for spec in args.set:
-                name, _, value = spec.partition("=")
-                variables[name] = value
-            var_file = os.path.join(tmp, "vars.hcl")
-            with open(var_file, "w") as f:
-                f.write(sub.get("Variables") or "")
-            cmd = ["nomad", "job", "run", "-detach", "-preserve-counts", f"-var-file={var_file}"]
-            cmd += [f"-var={k}={v}" for k, v in sorted(variables.items())]
-            out = subprocess.run(cmd + [job_file], cwd=tmp, capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                die(f"{job_id}: nomad job run failed:\n{out.stderr.strip() or out.stdout.strip()}")
+            job_file, var_file = Path(tmp, f"{job_id}.nomad.hcl"), Path(tmp, "vars.hcl")
+            job_file.write_text(sub["Source"])
+            var_file.write_text(sub.get("Variables") or "")
+            nomad_job_run(["-detach", "-preserve-counts", f"-var-file={var_file}",
+                           *(f"-var={k}={v}" for k, v in sorted(variables.items())), str(job_file)], env,
+                          f"{job_id}: nomad job run failed:\n", cwd=tmp)
         log(f"{job_id}: submitted again with {' '.join(args.set) or 'the same variables'}")
         if not args.detach:
             wait_deployed(nomad, job_id, args.timeout)
-            print(f"{job_id}: deployed version {nomad.get(f'/v1/job/{job_id}')['Version']}", flush=True)
 
 
-def parser():
+def main():
     p = argparse.ArgumentParser(prog="python -m counterops.jobs", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -314,11 +257,7 @@ def parser():
     r.add_argument("--timeout", type=int, default=240)
     r.add_argument("--detach", action="store_true")
     r.add_argument("jobs", nargs="+")
-    return p
-
-
-def main():
-    args = parser().parse_args()
+    args = p.parse_args()
     t = target.from_args(args)
     try:
         (deploy if args.command == "deploy" else redeploy)(t, args)

@@ -2,64 +2,53 @@
 machine, merged in time order. Reads them through Nomad's API (the servers
 forward to each machine's client), stdout and stderr of every task.
 
-Every line is JSON (the services' tracing, Traefik's log and access log); its
-own timestamp orders it. A line without one (a panic message) keeps the time
-of the line before it in the same stream. A request id matches anywhere in a
-line: the service's span.request_id, Traefik's request_/downstream_X-Request-Id.
+Every line is JSON (the services' tracing, Traefik's log and access log) and
+its own timestamp orders it (docs/observability.md); a line without one (a
+panic message) keeps the time of the line before it in the same stream.
 """
 
 import argparse
-import heapq
 import json
 import queue
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from . import client, target
 
 JOBS = ["traefik", "web", "web-inc"]
+EPOCH = datetime.fromtimestamp(0, timezone.utc)
 
 
 def allocations(nomad, jobs, running_only=True):
-    """The allocations of JOBS, by job, machine and ID."""
+    """The allocations of JOBS, by job, machine and ID (scripts/status's too)."""
     return sorted((a for a in nomad.get("/v1/allocations") if a["JobID"] in jobs
                    and (a["ClientStatus"] == "running" or not running_only)),
                   key=lambda a: (a["JobID"], a.get("NodeName", ""), a["ID"]))
 
 
-def alloc_tasks(alloc):
-    """Task names of an allocation (its task states, else its group's name)."""
-    return sorted((alloc.get("TaskStates") or {}).keys()) or [alloc["TaskGroup"]]
-EPOCH = datetime.fromtimestamp(0, timezone.utc)
-
-
 def parse_time(value):
-    """RFC 3339 with any number of fraction digits (Go writes 9, tracing 6)."""
+    """RFC 3339 with any number of fraction digits (Go writes 9, tracing 6:
+    Python 3.11's fromisoformat reads both), UTC when it names no zone."""
     if not isinstance(value, str) or len(value) < 20:
         return None
-    v = value.replace("Z", "+00:00")
-    if "." in v:
-        head, rest = v.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        v = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
     try:
-        t = datetime.fromisoformat(v)
+        t = datetime.fromisoformat(value)
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
+@dataclass(order=True)
 class Line:
-    __slots__ = ("time", "seq", "source", "raw", "doc")
-
-    def __init__(self, time_, seq, source, raw, doc):
-        self.time, self.seq, self.source, self.raw, self.doc = time_, seq, source, raw, doc
-
-    def __lt__(self, other):
-        return (self.time, self.seq) < (other.time, other.seq)
+    """One log line; lines sort by time, then by their order in their stream."""
+    time: datetime
+    seq: int
+    source: str = field(compare=False)
+    raw: str = field(compare=False)
+    doc: object = field(compare=False)
 
 
 class Stream:
@@ -69,39 +58,40 @@ class Stream:
         self.alloc, self.task, self.kind = alloc, task, kind
         machine = alloc.get("NodeName") or alloc["NodeID"][:8]
         self.source = f"{machine} {alloc['JobID']}@{alloc['ID'][:8]}" + ("!" if kind == "stderr" else "")
-        self.last = EPOCH
-        self.seq = 0
-        self.partial = ""
+        self.path = f"/v1/client/fs/logs/{alloc['ID']}"
+        self.last, self.seq, self.partial = EPOCH, 0, ""
 
     def params(self, window, follow):
         p = {"task": self.task, "type": self.kind, "plain": "true", "origin": "end", "offset": str(window)}
-        if follow:
-            p["follow"] = "true"
-        return p
+        return dict(p, follow="true") if follow else p
 
-    def lines(self, chunk):
-        """Complete lines of a chunk, as Line objects; keeps the unfinished tail."""
-        text = self.partial + chunk
-        *complete, self.partial = text.split("\n")
+    def lines(self, chunk, mid_line=False):
+        """Complete lines of a chunk, as Line objects; keeps the unfinished tail.
+        MID_LINE: the chunk starts inside a line (a read from an offset that
+        the log is longer than), whose fragment is dropped."""
+        if mid_line and "\n" in chunk:
+            chunk = chunk.split("\n", 1)[1]
+        *complete, self.partial = (self.partial + chunk).split("\n")
         out = []
-        for raw in complete:
-            raw = raw.rstrip("\r")
-            if not raw.strip():
-                continue
-            doc = None
+        for raw in (r.rstrip("\r") for r in complete if r.strip()):
+            doc = t = None
             if raw.startswith("{"):
                 try:
                     doc = json.loads(raw)
                 except ValueError:
-                    doc = None
-            t = None
+                    pass
             if isinstance(doc, dict):
                 t = parse_time(doc.get("StartUTC")) or parse_time(doc.get("timestamp")) or parse_time(doc.get("time"))
-            if t is not None:
-                self.last = t
+            self.last = t or self.last
             self.seq += 1
-            out.append(Line(t or self.last, self.seq, self.source, raw, doc))
+            out.append(Line(self.last, self.seq, self.source, raw, doc))
         return out
+
+
+def streams_of(allocs):
+    """Every task's stdout and stderr (the tasks: those of its task states, else its group's name)."""
+    return [Stream(a, task, kind) for a in allocs for task in sorted((a.get("TaskStates") or {}).keys()) or [a["TaskGroup"]]
+            for kind in ("stdout", "stderr")]
 
 
 def render(line, as_json):
@@ -130,48 +120,26 @@ def render(line, as_json):
     return f"{when} {line.source} {level} {msg} {' '.join(extra)}".rstrip()
 
 
-def streams_of(allocs):
-    return [Stream(a, task, kind) for a in allocs for task in alloc_tasks(a) for kind in ("stdout", "stderr")]
-
-
 def read_tail(nomad, stream, window):
     try:
-        text = nomad.text(f"/v1/client/fs/logs/{stream.alloc['ID']}", stream.params(window, False), timeout=10)
+        text = nomad.text(stream.path, stream.params(window, False), timeout=10)
     except client.ApiError as e:
         print(f"warning: {stream.source} {stream.task} {stream.kind}: {e}", file=sys.stderr)
         return []
-    # An offset inside the file starts mid-line: drop that fragment.
-    if len(text.encode()) >= window and "\n" in text:
-        text = text.split("\n", 1)[1]
-    return stream.lines(text)
-
-
-def matches(line, args):
-    return args.request_id is None or args.request_id in line.raw
+    return stream.lines(text, mid_line=len(text.encode()) >= window)
 
 
 def follow_stream(nomad, stream, window, out, stop):
     """Streams one log into `out` until stop is set; reconnects (bounded backoff)."""
-    delay = 1.0
-    first = True
+    delay, first = 1.0, True
     while not stop.is_set():
         try:
-            with nomad.open("GET", f"/v1/client/fs/logs/{stream.alloc['ID']}",
-                            params=stream.params(window if first else 0, True), timeout=3600) as r:
-                delay = 1.0
-                skip_fragment = first
-                first = False
-                while not stop.is_set():
-                    chunk = r.read1(65536) if hasattr(r, "read1") else r.read(4096)
-                    if not chunk:
-                        break
-                    text = chunk.decode(errors="replace")
-                    if skip_fragment:
-                        skip_fragment = False
-                        if "\n" in text and len(chunk) >= window:
-                            text = text.split("\n", 1)[1]
-                    for line in stream.lines(text):
+            with nomad.open("GET", stream.path, params=stream.params(window if first else 0, True), timeout=3600) as r:
+                delay, skip, first = 1.0, first, False
+                while not stop.is_set() and (chunk := r.read1(65536)):
+                    for line in stream.lines(chunk.decode(errors="replace"), mid_line=skip and len(chunk) >= window):
                         out.put(line)
+                    skip = False
         except client.ApiError as e:
             if e.status == 404 or "not found" in str(e).lower():
                 return  # the allocation is gone
@@ -181,57 +149,54 @@ def follow_stream(nomad, stream, window, out, stop):
         delay = min(delay * 2, 10)
 
 
+def matches(line, args):
+    """A request id matches anywhere in a line: the service's span.request_id,
+    Traefik's request_/downstream_X-Request-Id."""
+    return args.request_id is None or args.request_id in line.raw
+
+
+def last(lines, n):
+    """The last N of LINES; all of them when N is 0."""
+    return lines[-n:] if n else lines
+
+
 def run_follow(nomad, args):
-    out = queue.Queue()
-    stop = threading.Event()
-    started = set()
-    pending = []
-    start = time.monotonic()
-    printed_tail = False
-    next_refresh = 0.0
+    out, stop = queue.Queue(), threading.Event()
+    started, pending = set(), []  # (when received, line)
+    start, printed_tail, next_refresh = time.monotonic(), False, 0.0
     try:
         while True:
-            now = time.monotonic()
-            if now >= next_refresh:
-                next_refresh = now + 5
+            if time.monotonic() >= next_refresh:
+                next_refresh = time.monotonic() + 5
                 try:
-                    allocs = allocations(nomad, args.jobs, running_only=True)
+                    allocs = allocations(nomad, args.jobs)
                 except client.ApiError as e:
                     print(f"warning: {e}", file=sys.stderr)
                     allocs = []
                 for s in streams_of(allocs):
-                    key = (s.alloc["ID"], s.task, s.kind)
-                    if key not in started:
-                        started.add(key)
+                    if (s.alloc["ID"], s.task, s.kind) not in started:
+                        started.add((s.alloc["ID"], s.task, s.kind))
                         # A later allocation is new: its whole log fits the window.
-                        window = args.bytes
-                        threading.Thread(target=follow_stream, args=(nomad, s, window, out, stop), daemon=True).start()
+                        threading.Thread(target=follow_stream, args=(nomad, s, args.bytes, out, stop), daemon=True).start()
             try:
                 while True:
                     line = out.get(timeout=0.2)
                     if matches(line, args):
-                        heapq.heappush(pending, (time.monotonic(), line))
+                        pending.append((time.monotonic(), line))
             except queue.Empty:
                 pass
-            if not printed_tail:
-                # The first 2 s gather every stream's tail; print the last N of them merged.
-                if time.monotonic() - start < 2:
-                    continue
-                printed_tail = True
-                tail = sorted(line for _, line in pending)
-                if args.lines:
-                    tail = tail[-args.lines:]
-                for line in tail:
-                    print(render(line, args.json), flush=True)
-                pending = []
+            now = time.monotonic()
+            if now - start < 2:  # the first 2 s gather every stream's tail
                 continue
-            # Later lines: hold each for a second so lines from streams that
-            # arrive slightly out of step are printed in time order.
-            ready = [item for item in pending if time.monotonic() - item[0] >= 1.0]
-            if ready:
-                pending = [item for item in pending if time.monotonic() - item[0] < 1.0]
-                for _, line in sorted(ready, key=lambda item: item[1]):
-                    print(render(line, args.json), flush=True)
+            # The tail: the last N lines gathered, merged. Later lines: each held
+            # for a second, so lines from streams that arrive slightly out of
+            # step are printed in time order.
+            hold = 1.0 if printed_tail else 0.0
+            ready = sorted(line for t, line in pending if now - t >= hold)
+            pending = [(t, line) for t, line in pending if now - t < hold]
+            for line in ready if printed_tail else last(ready, args.lines):
+                print(render(line, args.json), flush=True)
+            printed_tail = True
     except KeyboardInterrupt:
         stop.set()
         return 0
@@ -243,9 +208,8 @@ def main():
     p.add_argument("jobs", nargs="*", default=[], help=f"default: {' '.join(JOBS)}")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines (Ctrl-C stops), new allocations too")
     p.add_argument("--request-id", metavar="ID", help="only lines that mention ID: the gateway's and the service's")
-    p.add_argument("-n", "--lines", type=int, default=None, help="the last N lines (default 100; all with --request-id)")
-    p.add_argument("--bytes", type=int, default=None,
-                   help="how much of each log's end to read (default 1 MiB, 8 MiB with --request-id)")
+    p.add_argument("-n", "--lines", type=int, help="the last N lines (default 100; all with --request-id)")
+    p.add_argument("--bytes", type=int, help="how much of each log's end to read (default 1 MiB, 8 MiB with --request-id)")
     p.add_argument("--all", action="store_true", help="also allocations that have stopped (until Nomad's GC)")
     p.add_argument("--json", action="store_true", help="the raw JSON lines instead of the summary")
     target.add_arguments(p)
@@ -254,39 +218,28 @@ def main():
         if job not in JOBS:
             p.error(f"unknown job {job!r} (expected {', '.join(JOBS)})")
     args.jobs = args.jobs or JOBS
-    if args.bytes is None:
-        args.bytes = 8 << 20 if args.request_id else 1 << 20
-    if args.lines is None:
-        args.lines = 0 if args.request_id else 100
-    t = target.from_args(args)
-    nomad = t.nomad()
+    # A request's lines may be further back; and it wants all of them.
+    args.bytes = (8 << 20 if args.request_id else 1 << 20) if args.bytes is None else args.bytes
+    args.lines = (0 if args.request_id else 100) if args.lines is None else args.lines
+    nomad = target.from_args(args).nomad()
     try:
         nomad.get("/v1/status/leader")
     except client.ApiError as e:
-        print(f"error: no Nomad answers ({e}); start it with scripts/up, scripts/cluster up or scripts/deploy",
-              file=sys.stderr)
-        return 1
+        sys.exit(f"error: no Nomad answers ({e}); start it with scripts/up, scripts/cluster up or scripts/deploy")
     if args.follow:
         return run_follow(nomad, args)
     try:
         allocs = allocations(nomad, args.jobs, running_only=not args.all)
     except client.ApiError as e:
-        print(f"error: cannot list allocations: {e}", file=sys.stderr)
-        return 1
+        sys.exit(f"error: cannot list allocations: {e}")
     if not allocs:
-        print(f"error: no {'' if args.all else 'running '}allocations of {', '.join(args.jobs)}", file=sys.stderr)
-        return 1
-    lines = []
-    for stream in streams_of(allocs):
-        lines.extend(line for line in read_tail(nomad, stream, args.bytes) if matches(line, args))
-    lines.sort()
-    if args.lines:
-        lines = lines[-args.lines:]
+        sys.exit(f"error: no {'' if args.all else 'running '}allocations of {', '.join(args.jobs)}")
+    lines = last(sorted(line for s in streams_of(allocs) for line in read_tail(nomad, s, args.bytes)
+                        if matches(line, args)), args.lines)
     for line in lines:
         print(render(line, args.json))
     if args.request_id and not lines:
-        print(f"no line mentions request id {args.request_id}", file=sys.stderr)
-        return 1
+        sys.exit(f"no line mentions request id {args.request_id}")
     return 0
 
 

@@ -1,19 +1,12 @@
-"""Which Counter deployment a tool acts on, and how to reach each part of it.
-
-    t = target.select()                  # the local stack, else the test cluster
-    t = target.select(inventory="my.yml")  # a cluster deployed with scripts/deploy
-    t.nomad().get("/v1/jobs"); t.consul().get("/v1/catalog/services")
-    t.redis("198.18.0.11").call("ROLE"); t.ssh("m2", "systemctl is-active consul")
+"""Which Counter deployment a tool acts on, and how to reach each part of it:
+    t = target.cluster("my.yml")  # or target.local(), or target.from_args(args) (add_arguments)
+    t.nomad().get("/v1/jobs"); t.redis("198.18.0.11").call("ROLE"); t.ssh("m2", "uptime")
 
 A cluster is described by its Ansible inventory (read with ansible-inventory,
-so every format and variable Ansible accepts works); the deploy keeps its
-secrets on this machine in the inventory's counter_state_dir (default
-$COUNTER_CACHE/deploy/<inventory name>), the test machines' in
-$COUNTER_CACHE/cluster. The local stack (scripts/up) is one host on loopback
-with its secrets in $COUNTER_STATE/secrets. The APIs are reached through the
-first server whose Nomad answers, so the tools work with any server down;
-with the management tokens of the deploy, unless NOMAD_TOKEN or
-CONSUL_HTTP_TOKEN[_FILE] are set (an operator's own tokens win).
+so every format and variable Ansible accepts works), its secrets kept on this
+machine (docs/deploy.md, "State on the operator's machine"); the local stack
+is one host on loopback. The APIs are reached through the first server whose
+Nomad answers, so the tools work with any server down (docs/observability.md).
 """
 
 import json
@@ -53,10 +46,8 @@ class Target:
     secrets: Path
     state: Path
     inventory: Path = None
-    primary: str = None  # the host whose Redis started as the primary
     gateway_vip: str = None
 
-    # ------------------------------------------------------------ secrets, TLS
     @property
     def ca(self):
         """The cluster CA's certificate, or None (the local stack speaks plain HTTP)."""
@@ -64,14 +55,12 @@ class Target:
         return str(ca) if self.kind == "cluster" and ca.exists() else None
 
     def secret(self, name, default=None):
-        path = self.secrets / name
-        if not path.exists():
-            if default is not None:
-                return default
+        if (path := self.secrets / name).exists():
+            return path.read_text().strip()
+        if default is None:
             raise TargetError(f"no secret {name} in {self.secrets}")
-        return path.read_text().strip()
+        return default
 
-    # ------------------------------------------------------------ APIs
     def nomad_addr(self, host):
         return "http://127.0.0.1:4646" if self.kind == "local" else f"https://{self.hosts[host].addr}:4646"
 
@@ -82,29 +71,26 @@ class Target:
         """The first server not in AVOID whose Nomad answers (else the first
         one); remembered until AVOID changes."""
         avoid = tuple(avoid)
-        if getattr(self, "_server", (None, None))[0] == avoid:
-            return self._server[1]
-        candidates = [s for s in self.servers if s not in avoid] or self.servers
-        chosen = candidates[0]
-        for s in candidates if len(candidates) > 1 else ():
-            try:
-                client.nomad(self.nomad_addr(s), ca=self.ca, timeout=2, retries=0).get("/v1/status/leader")
-                chosen = s
-                break
-            except client.ApiError:
-                continue
-        self._server = (avoid, chosen)
-        return chosen
+        if getattr(self, "_server", (None,))[0] != avoid:
+            candidates = [s for s in self.servers if s not in avoid] or self.servers
+            chosen = next((s for s in candidates if len(candidates) == 1
+                           or nomad_answers(self.nomad_addr(s), self.ca, timeout=2)), candidates[0])
+            self._server = (avoid, chosen)
+        return self._server[1]
+
+    def nomad_token(self):
+        """An operator's own NOMAD_TOKEN wins over the deploy's management token."""
+        return os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
 
     def nomad(self, avoid=(), host=None, **kw):
-        token = os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
-        return client.nomad(self.nomad_addr(host or self.server(avoid)), token, self.ca, **kw)
+        return client.nomad(self.nomad_addr(host or self.server(avoid)), self.nomad_token(), self.ca, **kw)
 
     def consul(self, avoid=(), host=None, **kw):
-        token = os.environ.get("CONSUL_HTTP_TOKEN")
-        if not token and os.environ.get("CONSUL_HTTP_TOKEN_FILE"):
-            token = client.read_token(os.environ["CONSUL_HTTP_TOKEN_FILE"])
-        token = token or self.secret("consul-management.token", "")
+        """With CONSUL_HTTP_TOKEN[_FILE], if set (as nomad()), else the management token."""
+        env = os.environ
+        token = (env.get("CONSUL_HTTP_TOKEN")
+                 or (Path(env["CONSUL_HTTP_TOKEN_FILE"]).read_text().strip() if env.get("CONSUL_HTTP_TOKEN_FILE") else "")
+                 or self.secret("consul-management.token", ""))
         return client.consul(self.consul_addr(host or self.server(avoid)), token, self.ca, **kw)
 
     def cli_env(self, avoid=(), tokens=True):
@@ -118,7 +104,7 @@ class Target:
         if self.ca:
             env.update(NOMAD_CACERT=self.ca, CONSUL_CACERT=self.ca)
         if tokens:
-            env["NOMAD_TOKEN"] = os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
+            env["NOMAD_TOKEN"] = self.nomad_token()
             env["CONSUL_HTTP_TOKEN_FILE"] = str(self.secrets / "consul-management.token")
         return env
 
@@ -140,7 +126,6 @@ class Target:
                   "unset CONSUL_HTTP_TOKEN"]
         return "\n".join(lines)
 
-    # ------------------------------------------------------------ gateways, Redis, hosts
     def gateway(self, host=None):
         if self.kind == "local":
             return "http://127.0.0.1:8080"
@@ -167,34 +152,27 @@ class Target:
         """A shell command on a host, over SSH as the deploy reaches it."""
         if self.kind == "local":
             raise TargetError("the local stack has no SSH hosts")
-        p = subprocess.run(["ssh", *self.hosts[host].ssh_args, command], capture_output=True, text=True,
-                           timeout=timeout)
+        p = subprocess.run(["ssh", *self.hosts[host].ssh_args, command], capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise TargetError(f"ssh {host} {command!r}: exit {p.returncode}: {p.stderr.strip()[-500:]}")
         return p
 
 
 def local():
-    return Target("local", {"local": Host("local", "127.0.0.1")}, ["local"], LOCAL_STATE / "secrets", LOCAL_STATE,
-                  primary="local")
-
-
-def ansible_inventory():
-    """ansible-inventory of scripts/install's venv (or one on PATH)."""
-    tool = BIN / "ansible-inventory"
-    return str(tool) if os.access(tool, os.X_OK) else "ansible-inventory"
+    return Target("local", {"local": Host("local", "127.0.0.1")}, ["local"], LOCAL_STATE / "secrets", LOCAL_STATE)
 
 
 def cluster(inventory):
-    """The deployment of an Ansible inventory (its groups servers, clients, redis_primary)."""
+    """The deployment of an Ansible inventory (its groups servers and clients)."""
     path = Path(inventory).resolve()
     if not path.exists():
         raise TargetError(f"no inventory {path} (scripts/cluster up, or --inventory FILE)")
+    tool = BIN / "ansible-inventory"  # scripts/install's venv's, else one on PATH
+    tool = str(tool) if os.access(tool, os.X_OK) else "ansible-inventory"
     try:
         # From /: ansible-inventory would also read a group_vars/ beside the
         # current directory (deploy/'s, with templates only Ansible renders).
-        out = subprocess.run([ansible_inventory(), "-i", str(path), "--list"], capture_output=True, text=True,
-                             check=True, cwd="/")
+        out = subprocess.run([tool, "-i", str(path), "--list"], capture_output=True, text=True, check=True, cwd="/")
     except FileNotFoundError:
         raise TargetError("ansible-inventory not found: run scripts/install --only ansible") from None
     except subprocess.CalledProcessError as err:
@@ -210,37 +188,23 @@ def cluster(inventory):
         v = hostvars.get(name, {})
         ssh = v.get("ansible_host", name)
         # The ssh command line Ansible would use for this host (its key, its known_hosts).
-        args = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
-        if v.get("ansible_ssh_private_key_file"):
-            args += ["-i", os.path.expanduser(v["ansible_ssh_private_key_file"])]
-        args += shlex.split(v.get("ansible_ssh_common_args", ""))
-        args.append(f"{v.get('ansible_user', 'root')}@{ssh}")
+        key = v.get("ansible_ssh_private_key_file")
+        args = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", *(["-i", os.path.expanduser(key)] if key else []),
+                *shlex.split(v.get("ansible_ssh_common_args", "")), f"{v.get('ansible_user', 'root')}@{ssh}"]
         addr = v.get("counter_addr", ssh)
-        if "{{" in str(addr):  # a template only Ansible renders: the deploy's default
-            addr = ssh
-        hosts[name] = Host(name, addr, args)
+        # A template only Ansible renders: the deploy's default, the ssh address.
+        hosts[name] = Host(name, ssh if "{{" in str(addr) else addr, args)
     first = lambda key: next((v[key] for v in hostvars.values() if v.get(key)), None)  # noqa: E731
     state = Path(first("counter_state_dir") or CACHE / "deploy" / path.stem)
-    return Target("cluster", hosts, group("servers"), state / "secrets", state, path,
-                  (group("redis_primary") or [None])[0], first("counter_gateway_vip"))
+    return Target("cluster", hosts, group("servers"), state / "secrets", state, path, first("counter_gateway_vip"))
 
 
-def local_answers():
+def nomad_answers(addr, ca=None, timeout=1):
     try:
-        client.nomad("http://127.0.0.1:4646", timeout=1, retries=0).get("/v1/status/leader")
+        client.nomad(addr, ca=ca, timeout=timeout, retries=0).get("/v1/status/leader")
         return True
     except client.ApiError:
         return False
-
-
-def select(mode="auto", inventory=None):
-    """local, cluster (the test machines' or INVENTORY's), or auto: the local
-    stack when its Nomad answers or there is no test cluster."""
-    if inventory:
-        return cluster(inventory)
-    if mode == "auto":
-        mode = "local" if local_answers() or not TEST_INVENTORY.exists() else "cluster"
-    return local() if mode == "local" else cluster(TEST_INVENTORY)
 
 
 def add_arguments(parser):
@@ -255,4 +219,11 @@ def add_arguments(parser):
 
 
 def from_args(args):
-    return select(args.mode, args.inventory)
+    """--inventory's cluster, the local stack, the test machines, or (none of
+    them given) the local stack when its Nomad answers or there is no test cluster."""
+    if args.inventory:
+        return cluster(args.inventory)
+    mode = args.mode
+    if mode == "auto":
+        mode = "local" if nomad_answers("http://127.0.0.1:4646") or not TEST_INVENTORY.exists() else "cluster"
+    return local() if mode == "local" else cluster(TEST_INVENTORY)

@@ -1,0 +1,131 @@
+"""The suites of scripts/bench: every subject runs next to its baseline, round
+after round, on 127.0.0.1, with ports from BENCH_BASE_PORT. B is the run
+(load.Bench)."""
+
+import servers
+from load import half
+from servers import acknowledged, claim_ports, get, peak_rss_mb, url
+
+from counterops.common import log
+
+
+def redis_flags(primary, replica):
+    return ["--redis-primary", f"127.0.0.1:{primary}", "--redis-replicas", f"127.0.0.1:{replica}"]
+
+
+def services(b):
+    """web GET / vs the constant server (the services' own hyper server
+    answering 42); web-inc /inc vs redis-benchmark INCR, no pipelining; both
+    again with Redis over TLS (a TLS-only primary + replica) vs plain TCP.
+    Ports BASE..BASE+4 and BASE+21..BASE+24."""
+    base = b.base
+    claim_ports(base, 5)
+    claim_ports(base + 21, 4)
+    servers.constant(b, "constant", base + 2)
+    pki = servers.make_pki(b.work / "pki")
+    web, inc = {}, {}
+    # Plain TCP, then TLS: Redis primary (replica next), web, web-inc, the suffix of the names.
+    for primary, web_port, inc_port, tls in ((base, base + 3, base + 4, ""), (base + 21, base + 23, base + 24, "_tls")):
+        servers.redis(b, primary, primary + 1, pki if tls else None)
+        flags = redis_flags(primary, primary + 1) + (["--redis-tls-ca", pki / "ca.pem"] if tls else [])
+        web[tls] = servers.service(b, f"web{tls}", web_port, "web", *flags)
+        inc[tls] = servers.service(b, f"web-inc{tls}", inc_port, "web-inc", *flags, ready=True)
+    for _ in b.each_round("services", "constant GET /, web GET / (plain, Redis TLS), redis INCR, "
+                          "web-inc /inc (plain, Redis TLS)"):
+        b.wrk("constant_get", url(base + 2))
+        b.wrk("web_get", url(base + 3))
+        b.wrk("web_get_tls", url(base + 23))
+        b.redis_incr("redis_incr", base)
+        b.wrk("web_inc", url(base + 4, "/inc"))
+        b.wrk("web_inc_tls", url(base + 24, "/inc"))
+    for tls, inc_port in (("", base + 4), ("_tls", base + 24)):
+        b.value(f"rss_mb.web{tls}", peak_rss_mb(web[tls].pid))
+        b.value(f"rss_mb.web_inc{tls}", peak_rss_mb(inc[tls].pid))
+        b.value(f"increments{tls}.acknowledged", acknowledged(inc_port))
+        b.value(f"increments{tls}.final_count", get(url(inc_port, "/inc")).strip())
+
+
+def stack(b):
+    """The services behind the gateway (Traefik, the project's configuration),
+    against the gateway's own ceiling (in front of the constant server) and
+    the proxy-hop baselines there: bare Traefik and nginx. Latency open loop
+    at half this round's maximum; /inc under a GET flood, split vs one process.
+    Ports BASE+5..BASE+20."""
+    base = b.base + 5
+    claim_ports(base, 16)
+    (primary, replica, constant, web1, web2, web3, inc, role_all,
+     gw_admin, gw_web, gw_web2, gw_web3, gw_ceiling, bare_admin, bare_ceiling, nginx) = range(base, base + 16)
+    redis = servers.redis(b, primary, replica).pid
+    flags = redis_flags(primary, replica)
+    backend = servers.constant(b, "constant-s", constant).pid
+    webs = [servers.service(b, f"web-{p}", p, "web", *flags) for p in (web1, web2, web3)]
+    inc_p = servers.service(b, "web-inc-s", inc, "web-inc", *flags, ready=True)
+    # The same code with both routes in one process (the hidden --role all).
+    all_p = servers.service(b, "web-all", role_all, "web", "--role", "all", *flags, ready=True)
+    log("starting Traefik with the project's configuration, bare Traefik, nginx")
+    gw = servers.traefik(b, "traefik-default", gw_admin, [], {
+        "web": (gw_web, {"web": [web1], "web-inc": [inc]}),
+        "web2": (gw_web2, {"web": [web1, web2], "web-inc": [inc]}),
+        "web3": (gw_web3, {"web": [web1, web2, web3], "web-inc": [inc]}),
+        "ceiling": (gw_ceiling, {"web": [constant], "web-inc": [constant]})})
+    bare = servers.traefik(b, "traefik-bare", bare_admin, ["bare"], {"ceiling": (bare_ceiling, {"web": [constant]})})
+    nginx_worker = servers.nginx(b, "nginx", nginx, constant)
+    b.value("settings.flood_inc_rate", b.flood_inc_rate)
+    for _ in b.each_round("stack", "ceilings, direct, through Traefik, scaling, latency, flood"):
+        # CPU per request of each process on the path, where the time goes.
+        b.wrk("gw_ceiling_default", url(gw_ceiling), traefik=gw.pid, backend=backend)
+        b.wrk("direct_constant", url(constant), backend=backend)
+        b.wrk("gw_ceiling_bare", url(bare_ceiling), traefik=bare.pid, backend=backend)
+        b.wrk("gw_ceiling_nginx", url(nginx), nginx=nginx_worker, backend=backend)
+        rate = half(b.wrk("gw_web_get", url(gw_web), traefik=gw.pid, backend=webs[0].pid, replica=redis))
+        b.wrk("direct_web_get", url(web1), backend=webs[0].pid, replica=redis)
+        b.loadgen("lat_gw_web_get", url(gw_web), rate)
+        # The same rate to web directly: what of the latency is the gateway's.
+        b.loadgen("lat_direct_web_get", url(web1), rate)
+        # And through the two proxy-hop baselines to the constant server: what of
+        # the tail any proxy hop on this machine adds, whatever is behind it.
+        b.loadgen("lat_bare_constant", url(bare_ceiling), rate)
+        b.loadgen("lat_nginx_constant", url(nginx), rate)
+        b.wrk("gw_web_get_x2", url(gw_web2))
+        b.wrk("gw_web_get_x3", url(gw_web3))
+        rate = half(b.wrk("gw_web_inc", url(gw_web, "/inc")))
+        b.wrk("direct_web_inc", url(inc, "/inc"))
+        b.loadgen("lat_gw_web_inc", url(gw_web, "/inc"), rate)
+        b.wrk("gw_mix", url(gw_web), mix=10)
+        b.flood("flood_split", url(web1), url(inc, "/inc"))
+        b.flood("flood_all", url(role_all), url(role_all, "/inc"))
+    b.value("rss_mb.stack_web_max", max((peak_rss_mb(p.pid) for p in webs), key=float))
+    for key, pid in (("stack_web_inc", inc_p.pid), ("web_role_all", all_p.pid), ("traefik_default", gw.pid),
+                     ("traefik_bare", bare.pid), ("nginx_worker", nginx_worker)):
+        b.value(f"rss_mb.{key}", peak_rss_mb(pid))
+    b.value("increments_stack.acknowledged", acknowledged(inc) + acknowledged(role_all))
+    b.value("increments_stack.final_count", get(url(inc, "/inc")).strip())
+
+
+def traefik(b):
+    """Traefik in front of the constant server, the project's configuration vs
+    each variant of TRAEFIK_VARIANTS: the median of per-round ratios to the
+    project's configuration, on throughput and on Traefik's CPU time per
+    request (steadier when the machine is shared: it does not depend on the
+    CPU share Traefik gets); then each one's latency at half the project
+    configuration's maximum. Ports BASE+40 on: the constant server, then 2 per variant."""
+    base = b.base + 40
+    variants = ["", *b.variants]
+    ports = [base + 2 + 2 * i for i in range(len(variants))]  # each one's admin port is the one below
+    claim_ports(base, 1 + 2 * len(variants))
+    servers.constant(b, "constant-t", base)
+    gws = []
+    for i, spec in enumerate(variants):
+        b.value(f"traefik_variant.{i}", spec or "project config")
+        gws.append(servers.traefik(b, f"traefik-v{i}", ports[i] - 1, spec.split(),
+                                   {"web": (ports[i], {"web": [base], "web-inc": [base]})}))
+    for _ in b.each_round("traefik", f"{len(variants)} configurations in front of the constant server"):
+        rate = half(b.wrk("traefik_v0", url(ports[0]), traefik=gws[0].pid))
+        for i in range(1, len(variants)):
+            b.wrk(f"traefik_v{i}", url(ports[i]), traefik=gws[i].pid)
+        # Latency: every configuration at the same rate, half of the project
+        # configuration's maximum in this round (open loop, bench/loadgen).
+        for i, port in enumerate(ports):
+            b.loadgen(f"traefik_lat_v{i}", url(port), rate)
+    for i, gw in enumerate(gws):
+        b.value(f"rss_mb.traefik_v{i}", peak_rss_mb(gw.pid))
