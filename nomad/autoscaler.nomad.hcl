@@ -14,8 +14,7 @@ variable "autoscaler_binary" {
 
 variable "task_user" {
   type        = string
-  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
-  default     = "counter"
+  description = "The unprivileged system user of this job's tasks, its own (counter-autoscaler; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
 job "autoscaler" {
@@ -23,6 +22,14 @@ job "autoscaler" {
 
   group "autoscaler" {
     count = 1
+
+    # One instance, always: the scale API refuses any other count, so the
+    # autoscaler cannot scale itself away (see web-inc's).
+    scaling {
+      enabled = false
+      min     = 1
+      max     = 1
+    }
 
     # Restarted where it ran, then elsewhere: it keeps no state of its own
     # (the policies live in the jobs, the counts in Nomad).

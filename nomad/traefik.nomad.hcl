@@ -27,8 +27,7 @@ variable "https" {
 
 variable "task_user" {
   type        = string
-  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
-  default     = "counter"
+  description = "The unprivileged system user of this job's tasks, its own (counter-traefik; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
 job "traefik" {
@@ -124,10 +123,10 @@ job "traefik" {
       # (and secrets/consul_token, which is root's: 0640 root:root).
       consul {}
 
-      # Traefik's Consul token (read-only catalog), in CONSUL_HTTP_TOKEN:
+      # Traefik's Consul token (reads web and web-inc only), in CONSUL_HTTP_TOKEN:
       # traefik.yml names none, so Traefik's Consul client takes it from the
       # environment. It is the workload identity's token (role
-      # nomad-tasks-traefik: catalog-read, scripts/counterops/acl.toml). The
+      # nomad-tasks-traefik: gateway-catalog, scripts/counterops/acl.toml). The
       # file is in the task's secrets dir, 0600, read by Nomad, not by the
       # task; nothing reaches argv, a log or the job spec.
       template {

@@ -65,8 +65,7 @@ variable "release" {
 
 variable "task_user" {
   type        = string
-  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
-  default     = "counter"
+  description = "The unprivileged system user of this job's tasks, its own (counter-web-inc; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
 job "web-inc" {
@@ -94,6 +93,16 @@ job "web-inc" {
 
   group "web-inc" {
     count = var.count
+
+    # The count is the deploy's alone: Nomad's scale API refuses any count
+    # outside min..max, so the autoscaler, which may scale jobs in this
+    # namespace, cannot stop increments by scaling web-inc to 0 (a changed
+    # count is a re-submitted job). Disabled: no policy to act on.
+    scaling {
+      enabled = false
+      min     = var.count
+      max     = var.count
+    }
 
     # One instance per machine, so losing a machine loses one instance, not
     # all: a hard rule in the cluster (distinct_hosts, rollouts without a

@@ -95,8 +95,7 @@ variable "release" {
 
 variable "task_user" {
   type        = string
-  description = "Unprivileged system user the task runs as (raw_exec runs it as root otherwise; the clients' raw_exec refuses uid 0, denied_host_uids). scripts/up and the deploy create it; an empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
-  default     = "counter"
+  description = "The unprivileged system user of this job's tasks, its own (counter-web; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
 job "web" {

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import client, target
+from . import client, render, target
 from .common import die, log
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,8 @@ DEPLOY_VARIABLE = "counter/deploy"
 
 def job_vars(profile, job, clients, args):
     """The variables a job is submitted with in a profile (name -> string)."""
-    v = {}
+    # Its tasks' own user, in both modes (--set task_user= for none).
+    v = {"task_user": render.settings()["counter_task_users"][job]}
     if job in ("web", "web-inc"):
         if args.keep_artifacts:
             kept = read_var_file(os.path.join(args.vars_dir, f"{job}.vars.hcl"))

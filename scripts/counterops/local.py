@@ -5,8 +5,8 @@ and stop it (down). scripts/up and scripts/down are its entry points.
   Consul :8500, the Redis role watch, Nomad :4646       (likewise)
   artifact store :8090 serving the packaged web and web-inc binaries
   Nomad jobs traefik (gateway :8080, admin :8081, dashboard :8079), web (2),
-  web-inc (1) and autoscaler, their tasks run as the unprivileged system
-  user `counter`
+  web-inc (1) and autoscaler, each job's tasks as an unprivileged system
+  user of its own (counter_task_users: counter-web, ...)
 
 Configs are rendered from the templates a cluster uses (counterops.render),
 secrets generated once into $COUNTER_STATE/secrets (0700, files 0600), ACLs
@@ -17,6 +17,7 @@ resubmitted.
 """
 
 import argparse
+import grp
 import os
 import pwd
 import shutil
@@ -40,9 +41,11 @@ JOBS_DIR = LOCAL_STATE / "jobs"
 # Where Nomad puts the allocation directories and the binaries the gateway
 # and autoscaler tasks run, when tasks run as the task user: outside
 # $COUNTER_STATE, because a home directory (/root is 0700) is no path another
-# user can traverse. Root-owned; alloc/ 0710 with the task user's group.
+# user can traverse. Root-owned; alloc/ 0710 with TASK_GROUP, the group every
+# task user is in (besides its own), so tasks reach their allocation.
 TASK_ROOT = Path(os.environ.get("COUNTER_TASK_ROOT", "/var/lib/counter-local"))
-TASK_USER = "counter" if os.geteuid() == 0 else ""
+TASK_GROUP = "counter-tasks"
+AS_ROOT = os.geteuid() == 0
 GATEWAY = "http://127.0.0.1:8080"
 # Which component reads which rendered file: a running one is restarted when it changes.
 READERS = {"consul.d/": "consul", "nomad.d/": "nomad", "redis/primary.conf": "redis-primary",
@@ -50,7 +53,7 @@ READERS = {"consul.d/": "consul", "nomad.d/": "nomad", "redis/primary.conf": "re
            "redis/sentinel.conf": "sentinel", "redis/role-watch.env": "role-watch"}
 # Bumped when the local stack's layout changes so much that a stack started
 # by an older checkout is stopped (its data kept) rather than updated.
-LAYOUT = "2"
+LAYOUT = "3"
 
 
 def answers(fn):
@@ -70,20 +73,28 @@ def ready(c):
     return True
 
 
-def ensure_task_user():
-    """The system user the tasks run as (no login, no home), and TASK_ROOT with
-    the binaries the tasks run; only as root."""
-    if not TASK_USER:
+def ensure_task_users():
+    """The system users the jobs' tasks run as, one per job (no login, no
+    home; counter_task_users in the shared settings), each also in TASK_GROUP,
+    and TASK_ROOT with the binaries the tasks run; only as root."""
+    if not AS_ROOT:
         log(f"warning: not root: Nomad cannot switch users, so tasks run as {pwd.getpwuid(os.getuid()).pw_name}")
         return
     try:
-        pwd.getpwnam(TASK_USER)
+        grp.getgrnam(TASK_GROUP)
     except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                        "--shell", "/usr/sbin/nologin", "--comment", "Counter tasks (Nomad raw_exec)", TASK_USER],
-                       check=True)
-        log(f"created the system user {TASK_USER} for the tasks")
-    gid = pwd.getpwnam(TASK_USER).pw_gid
+        subprocess.run(["groupadd", "--system", TASK_GROUP], check=True)
+    for job, user in render.settings()["counter_task_users"].items():
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                            "--shell", "/usr/sbin/nologin", "--comment", f"Counter {job} tasks (Nomad raw_exec)",
+                            user], check=True)
+            log(f"created the system user {user} for the {job} tasks")
+        if user not in grp.getgrnam(TASK_GROUP).gr_mem:
+            subprocess.run(["usermod", "--append", "--groups", TASK_GROUP, user], check=True)
+    gid = grp.getgrnam(TASK_GROUP).gr_gid
     for d, mode in ((TASK_ROOT, 0o755), (TASK_ROOT / "bin", 0o755), (TASK_ROOT / "alloc", 0o710)):
         d.mkdir(parents=True, exist_ok=True)
         os.chown(d, 0, gid if d.name == "alloc" else 0)
@@ -103,7 +114,7 @@ def render_configs():
             (not layout.exists() or layout.read_text().strip() != LAYOUT):
         log("the running stack was started by an older checkout: stopping it first (its data stays)")
         down()
-    changed = render.write_local(ETC, SECRETS, TASK_ROOT / "alloc" if TASK_USER else None)
+    changed = render.write_local(ETC, SECRETS, TASK_ROOT / "alloc" if AS_ROOT else None)
     layout.write_text(LAYOUT + "\n")
     restart = {c for name in changed for prefix, readers in READERS.items() if name.startswith(prefix)
                for c in readers.split()}
@@ -124,7 +135,7 @@ def preflight():
 def up(artifacts):
     """Starts what is not running, applies the ACLs, submits the jobs."""
     secrets.ensure(SECRETS, ["local"])
-    ensure_task_user()
+    ensure_task_users()
     restart = render_configs()
     preflight()
     t = target.local()
@@ -141,11 +152,12 @@ def up(artifacts):
             acl.apply(t, "nomad")
             until("the Nomad node to be ready", lambda: any(
                 n["Status"] == "ready" for n in t.nomad(retries=0).get("/v1/nodes")), 60, 0.2, (client.ApiError,))
-    bins = TASK_ROOT / "bin" if TASK_USER else BIN.resolve()
+    bins = TASK_ROOT / "bin" if AS_ROOT else BIN.resolve()
     args = types.SimpleNamespace(
         jobs=[], vars_dir=str(JOBS_DIR), artifact=artifacts, artifact_url=f"http://127.0.0.1:{supervisor.ARTIFACT_PORT}",
         keep_artifacts=False, clients=None, timeout=180, detach=False,
-        set=[f"task_user={TASK_USER}", f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
+        # Not root: Nomad cannot switch users; the tasks run as the agent's.
+        set=[*([] if AS_ROOT else ["task_user="]), f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
              f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}"])
     jobs.deploy(t, args)
     log(f"waiting for the gateway to answer {GATEWAY}/")

@@ -36,10 +36,15 @@ def environment():
     return env
 
 
+def settings():
+    """The settings both modes share (deploy/group_vars/all/settings.yml)."""
+    return yaml.safe_load(SETTINGS.read_text())
+
+
 def local_vars(etc_dir, secrets_dir, alloc_dir):
     secrets = {p.name: p.read_text().strip() for p in Path(secrets_dir).iterdir() if p.is_file()}
     nodes = {str(p): f"127.0.0.1:{p}" for p in (PRIMARY_PORT, REPLICA_PORT)}
-    return yaml.safe_load(SETTINGS.read_text()) | {
+    return settings() | {
         "inventory_hostname": "local", "counter_addr": "127.0.0.1", "counter_tls": False, "counter_tls_dir": "",
         "counter_etc_dir": str(etc_dir), "counter_secret": secrets, "counter_is_server": True,
         "counter_server_addrs": ["127.0.0.1"], "counter_primary_addr": "127.0.0.1",

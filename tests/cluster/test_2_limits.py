@@ -39,7 +39,7 @@ def job_on(host):
     }}
     task "grow" {{
       driver = "raw_exec"
-      user   = "counter"
+      user   = "nobody" # any unprivileged user: not one of the jobs'
       config {{
         command = "/usr/bin/python3"
         args    = ["-c", "{RUNAWAY}"]

@@ -7,6 +7,8 @@ import sys
 
 from cluster import CA, INVENTORY, REPO, eventually, lines_with_secret, run, secret_values
 
+from counterops import render
+
 
 def test_jobs_templates_read_their_runtime_settings_with_their_workload_identities(cluster):
     cluster.consul("kv", "put", "counter/config/all/COUNTER_LOG_LEVEL", "info")
@@ -94,16 +96,23 @@ def test_no_secret_in_the_repository():
     assert secret_values() and scan(text) > 1000
 
 
-def test_every_task_runs_as_the_unprivileged_task_user(cluster):
+def test_each_jobs_tasks_run_as_its_own_unprivileged_user(cluster):
+    users = render.settings()["counter_task_users"]
     seen = {}
     for host in cluster.hosts:
-        out = cluster.ssh(host, "ps -o user=,comm= -C traefik,web,web-inc,nomad-autoscal").stdout
+        out = cluster.ssh(host, "ps -o user:32=,comm= -C traefik,web,web-inc,nomad-autoscale").stdout
         for line in out.splitlines():
             user, comm = line.split(None, 1)
             seen.setdefault(comm, set()).add(user)
     # Every host runs traefik and web; web-inc and the autoscaler run somewhere.
-    assert {"traefik", "web", "web-inc"} <= set(seen), seen
-    assert all(users == {"counter"} for users in seen.values()), seen
+    assert {"traefik", "web", "web-inc", "nomad-autoscale"} <= set(seen), seen
+    want = {"traefik": users["traefik"], "web": users["web"], "web-inc": users["web-inc"],
+            "nomad-autoscale": users["autoscaler"]}
+    assert seen == {comm: {user} for comm, user in want.items()}, seen
+    # The gateway's TLS key: Traefik's user's group alone.
+    for host in cluster.hosts:
+        owner = cluster.ssh(host, "stat -c '%U:%G %a' /etc/counter/tls/gateway-key.pem").stdout.split()
+        assert owner == [f"root:{users['traefik']}", "640"], (host, owner)
 
 
 def test_the_clients_refuse_a_task_that_would_run_as_root(cluster, tmp_path):
@@ -145,7 +154,7 @@ def test_a_changed_acl_definition_reaches_the_running_cluster(cluster, tmp_path)
                        .replace('key_prefix "counter/config/{job}/" { policy = "read" }\n',
                                 'key_prefix "counter/config/{job}/" { policy = "read" }\n' + probe + "\n")
                        .replace('policies = ["counter-config-web-inc", "redis-discovery"]',
-                                'policies = ["counter-config-web-inc", "redis-discovery", "catalog-read"]'))
+                                'policies = ["counter-config-web-inc", "redis-discovery", "gateway-catalog"]'))
 
     def apply(path):
         return run([sys.executable, "-m", "counterops.acl", "--inventory", str(INVENTORY), "--acl", str(path)]).stderr
@@ -158,7 +167,7 @@ def test_a_changed_acl_definition_reaches_the_running_cluster(cluster, tmp_path)
     try:
         apply(changed)
         rules, role = live()
-        assert probe in rules and "catalog-read" in role, (rules, role)
+        assert probe in rules and "gateway-catalog" in role, (rules, role)
     finally:
         apply(acl)
     rules, role = live()

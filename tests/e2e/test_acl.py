@@ -31,12 +31,12 @@ def test_a_changed_policy_and_role_reach_the_running_stack_at_the_next_apply(tmp
                        .replace('key_prefix "counter/config/{job}/" { policy = "read" }\n',
                                 'key_prefix "counter/config/{job}/" { policy = "read" }\n' + PROBE_RULE + "\n")
                        .replace('policies = ["counter-config-web-inc", "redis-discovery"]',
-                                'policies = ["counter-config-web-inc", "redis-discovery", "catalog-read"]'))
+                                'policies = ["counter-config-web-inc", "redis-discovery", "gateway-catalog"]'))
     assert changed.read_text() != original
     try:
         said = apply(changed)
         rules, role = live()
-        assert PROBE_RULE in rules and "catalog-read" in role, (rules, role)
+        assert PROBE_RULE in rules and "gateway-catalog" in role, (rules, role)
         assert "Consul policy counter-config-web updated" in said and "Consul role nomad-tasks-web-inc updated" in said
     finally:
         apply(ACL)

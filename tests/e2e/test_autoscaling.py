@@ -16,6 +16,7 @@ of it, so both decisions have a wide margin. Only the times stretch on a busy
 machine, and the deadlines leave room for that.
 """
 
+import json
 import os
 import subprocess
 import time
@@ -150,3 +151,35 @@ def test_web_scales_out_under_load_and_back_in_after_it():
     print(f"scale-out: count above {MIN} {scaled_out_at:.1f}s after the load started (peak {peak}); "
           f"scale-in: back at {MIN} {scale_in_s:.1f}s after it stopped")
     print(run("nomad", "job", "scaling-events", "web").stdout)
+
+
+def test_the_autoscalers_rights_cannot_stop_increments_or_the_autoscaler():
+    """Its policy may scale jobs in the namespace (web's count is its to set), but web-inc's
+    and its own counts are pinned by their jobs' scaling blocks: Nomad's scale
+    API refuses them whoever asks."""
+    created = http(NOMAD + "/v1/acl/token", "POST", data=json.dumps(
+        {"Name": "e2e-autoscaler-rights", "Type": "client", "Policies": ["autoscaler"],
+         "ExpirationTTL": "10m"}).encode())
+    assert created.status == 200, created.text
+    token = created.json()
+    as_autoscaler = {"X-Nomad-Token": token["SecretID"]}
+
+    def scale(job, group, count):
+        body = json.dumps({"Count": count, "Target": {"Group": group}, "Message": "e2e: autoscaler rights"})
+        return http(f"{NOMAD}/v1/job/{job}/scale", "POST", headers=as_autoscaler, data=body.encode(),
+                    anonymous=True)
+
+    try:
+        web_inc = get_json(NOMAD + "/v1/job/web-inc/scale")["TaskGroups"]["web-inc"]["Desired"]
+        stop_increments = scale("web-inc", "web-inc", 0)
+        # 400, the bounds: the token may scale (an ACL refusal is a 403).
+        assert stop_increments.status == 400, stop_increments.text
+        assert "less than scaling policy minimum" in stop_increments.text
+        assert scale("autoscaler", "autoscaler", 0).status == 400
+        assert get_json(NOMAD + "/v1/job/web-inc/scale")["TaskGroups"]["web-inc"]["Desired"] == web_inc
+        # Without the token the same request stops at the ACLs.
+        anonymous = http(f"{NOMAD}/v1/job/web-inc/scale", "POST", anonymous=True,
+                         data=json.dumps({"Count": 0, "Target": {"Group": "web-inc"}}).encode())
+        assert anonymous.status == 403, anonymous.text
+    finally:
+        http(f"{NOMAD}/v1/acl/token/{token['AccessorID']}", "DELETE")

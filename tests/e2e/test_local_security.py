@@ -1,7 +1,8 @@
 """The local stack's access control (docs/local-stack.md, "Security"):
 Nomad and Consul answer nothing without a token, the tokens live in 0600
-files and nowhere else (no command line, no job spec), the tasks run as the
-unprivileged system user, the raw_exec driver refuses a task that asks for
+files and nowhere else (no command line, no job spec), each job's tasks run
+as an unprivileged system user of their own that cannot read another job's
+environment, the raw_exec driver refuses a task that asks for
 root, and Redis and Sentinel answer no one without a password: another local
 account can neither flush the count nor re-point a replica.
 
@@ -9,6 +10,7 @@ Tests that submit a job submit it under a name of their own and purge it
 whatever happens; the anonymous ones cannot create anything.
 """
 
+import grp
 import os
 import pwd
 import re
@@ -19,10 +21,12 @@ from pathlib import Path
 import pytest
 from conftest import CONSUL, NOMAD, SECRETS, http, redis, run, wait_for
 
-from counterops import target
+from counterops import render, target
 from counterops.redis import RedisError
 
-TASK_USER = "counter"
+# Each job's user (counter_task_users in deploy/group_vars/all/settings.yml).
+TASK_USERS = render.settings()["counter_task_users"]
+TASK_GROUP = "counter-tasks"
 PROBE_JOB = "e2e-acl-probe"
 ROOT_JOB = "e2e-root-denied"
 
@@ -79,7 +83,7 @@ def tokens():
 
 
 def test_anonymous_nomad_job_run_is_refused_and_the_token_passes(tmp_path):
-    job = write_job(tmp_path, PROBE_JOB, user=TASK_USER)
+    job = write_job(tmp_path, PROBE_JOB, user=TASK_USERS["web"])
     try:
         anon = run("nomad", "job", "run", "-detach", job, check=False, anonymous=True)
         assert anon.returncode != 0, f"anonymous job run succeeded:\n{anon.stdout}{anon.stderr}"
@@ -129,11 +133,12 @@ def test_token_files_are_private():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the allocation directories move out of the state only when started as root")
-def test_only_root_and_the_task_user_reach_the_allocation_directories():
+def test_only_root_and_the_task_users_reach_the_allocation_directories():
     alloc = Path(os.environ.get("COUNTER_TASK_ROOT") or "/var/lib/counter-local") / "alloc"
     st = alloc.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o710), f"{alloc}: uid {st.st_uid}, {oct(st.st_mode)}"
-    assert st.st_gid == pwd.getpwnam(TASK_USER).pw_gid, f"{alloc} is not group {TASK_USER}"
+    assert st.st_gid == grp.getgrnam(TASK_GROUP).gr_gid, f"{alloc} is not group {TASK_GROUP}"
+    assert set(TASK_USERS.values()) <= set(grp.getgrnam(TASK_GROUP).gr_mem)
 
 
 def test_no_secret_on_a_command_line_or_in_a_job_spec():
@@ -162,22 +167,49 @@ def proc_uid(pid):
     raise AssertionError(f"no Uid line for pid {pid}")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as the task user only when started as root")
-def test_the_tasks_run_as_the_unprivileged_task_user():
-    uid = pwd.getpwnam(TASK_USER).pw_uid
-    assert uid != 0
-    ports = {"traefik (gateway)": 8080}
+def task_pids():
+    """{job: [pid, ...]} of the running tasks, found by the ports they listen on."""
+    ports = {"traefik": [8080]}
     for svc in ("web", "web-inc"):
         r = http(f"{CONSUL}/v1/health/service/{svc}?passing")
         assert r.status == 200, r.text
-        for i, entry in enumerate(r.json()):
-            ports[f"{svc} #{i}"] = entry["Service"]["Port"]
-    assert len(ports) >= 4, ports
-    for what, port in ports.items():
-        pid = listening_pid(port)
-        real, effective, saved, fs = proc_uid(pid)
-        assert real == effective == saved == fs == uid, \
-            f"{what} (pid {pid}, port {port}) runs as uids {real, effective, saved, fs}, not {TASK_USER} ({uid})"
+        ports[svc] = [entry["Service"]["Port"] for entry in r.json()]
+    autoscaler = [a for a in http(f"{NOMAD}/v1/job/autoscaler/allocations").json() if a["ClientStatus"] == "running"]
+    assert autoscaler, "the autoscaler job runs no allocation"
+    alloc = http(f"{NOMAD}/v1/allocation/{autoscaler[0]['ID']}").json()
+    ports["autoscaler"] = [p["Value"] for p in alloc["AllocatedResources"]["Shared"]["Ports"] if p["Label"] == "http"]
+    assert len(ports["web"]) >= 2 and ports["web-inc"] and ports["autoscaler"], ports
+    return {job: [listening_pid(port) for port in job_ports] for job, job_ports in ports.items()}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as their users only when started as root")
+def test_each_jobs_tasks_run_as_its_own_unprivileged_user():
+    for job, pids in task_pids().items():
+        uid = pwd.getpwnam(TASK_USERS[job]).pw_uid
+        assert uid != 0
+        for pid in pids:
+            real, effective, saved, fs = proc_uid(pid)
+            assert real == effective == saved == fs == uid, \
+                f"{job} (pid {pid}) runs as uids {real, effective, saved, fs}, not {TASK_USERS[job]} ({uid})"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as their users only when started as root")
+def test_a_compromised_web_cannot_read_another_jobs_environment():
+    """Code running as web's user (what a flaw in web would give) reads no
+    secret of web-inc, Traefik or the autoscaler from /proc/PID/environ, and
+    can signal none of them; as web-inc's own user the same read works (the
+    check can fail)."""
+    pids = task_pids()
+    as_web = ["runuser", "-u", TASK_USERS["web"], "--"]
+    for job in ("web-inc", "traefik", "autoscaler"):
+        for pid in pids[job]:
+            read = subprocess.run([*as_web, "cat", f"/proc/{pid}/environ"], capture_output=True)
+            assert read.returncode != 0 and not read.stdout, f"web's user read the environment of {job} (pid {pid})"
+            signal = subprocess.run([*as_web, "kill", "-0", str(pid)], capture_output=True)
+            assert signal.returncode != 0, f"web's user may signal {job} (pid {pid})"
+    own = subprocess.run(["runuser", "-u", TASK_USERS["web-inc"], "--", "cat", f"/proc/{pids['web-inc'][0]}/environ"],
+                         capture_output=True)
+    assert own.returncode == 0 and b"COUNTER_" in own.stdout
 
 
 @pytest.mark.parametrize("user", ["root", pytest.param(None, marks=pytest.mark.skipif(

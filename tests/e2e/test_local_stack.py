@@ -130,16 +130,17 @@ def test_planning_an_unchanged_job_shows_no_changes(job):
     assert p.returncode == 0, p.stdout + p.stderr
     diff = p.stdout.split("Scheduler dry-run:")[0]
     changed = [line for line in diff.splitlines() if re.match(r"^\s*(\+/-|\+|-)\s", line)]
-    if job == "web":
+    scaled = job in ("web", "web-inc", "autoscaler")  # the jobs with a scaling block
+    if scaled:
         # Nomad compares a job with a scaling block including the indexes it
         # stored on the policy, which a submitted job never has: the plan
         # always lists the policy as edited, with no field changed in it, and
         # an in-place update (no allocation replaced). Only that is allowed.
-        assert re.search(r'^\+/- Task Group: "web" \(\d+ in-place update\)$', diff, re.M) or not changed, diff
+        assert re.search(rf'^\+/- Task Group: "{job}" \(\d+ in-place update\)$', diff, re.M) or not changed, diff
         changed = [line for line in changed
-                   if not re.match(r'^(\+/- Job: "web"|\+/- Task Group: "web" .*|\s*\+/- Scaling \{)$', line)]
+                   if not re.match(rf'^(\+/- Job: "{job}"|\+/- Task Group: "{job}" .*|\s*\+/- Scaling \{{)$', line)]
     assert changed == [], diff
-    assert re.search(rf'^(\+/- )?Job: "{job}"$' if job == "web" else rf'^Job: "{job}"$', diff, re.M), diff
+    assert re.search(rf'^(\+/- )?Job: "{job}"$' if scaled else rf'^Job: "{job}"$', diff, re.M), diff
 
 
 # --- readiness gates routing ----------------------------------------------

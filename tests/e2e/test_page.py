@@ -7,9 +7,11 @@ increments the count.
 import os
 import re
 import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import GATEWAY, http
+from conftest import CONSUL, GATEWAY, get_json, http, wait_for
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -63,3 +65,48 @@ def test_the_page_shows_the_count_and_its_button_increments_it(browser):
     assert browser.find_element(By.ID, "status").text == ""
     # The page's count is the stack's: a plain read shows at least it.
     assert int(http(GATEWAY + "/").text) >= shown_count(browser) >= before + 1
+
+
+def refused_cross_site():
+    """403s web-inc's instances have answered on /inc, from their own metrics."""
+    total = 0
+    for entry in get_json(f"{CONSUL}/v1/catalog/service/web-inc"):
+        text = http(f"http://{entry['ServiceAddress']}:{entry['ServicePort']}/metrics").text
+        for line in text.splitlines():
+            if line.startswith('counter_http_requests_total{route="/inc",status="403"}'):
+                total += int(float(line.split()[-1]))
+    return total
+
+
+def test_another_sites_page_cannot_make_its_visitors_increment(browser):
+    # A page of another origin (another port of 127.0.0.1) that tries what a
+    # hostile page would: an image, a form posted by script, a no-cors fetch.
+    page = f"""<img src="{GATEWAY}/inc">
+<form id="f" method="post" action="{GATEWAY}/inc" target="sink"></form>
+<iframe name="sink"></iframe>
+<script>document.getElementById("f").submit(); fetch("{GATEWAY}/inc", {{method: "POST", mode: "no-cors"}});</script>
+"""
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = page.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        before, refused = int(http(GATEWAY + "/").text), refused_cross_site()
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/")
+        # Its three requests reached web-inc and were refused...
+        wait_for("web-inc to refuse the hostile page's increments", lambda: refused_cross_site() >= refused + 3)
+        # ...and none of them counted.
+        assert int(http(GATEWAY + "/").text) == before
+    finally:
+        server.shutdown()

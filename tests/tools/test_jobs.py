@@ -16,7 +16,8 @@ def args(**kw):
 
 def test_the_local_stack_submits_the_job_files_defaults_and_the_artifact():
     v = jobs.job_vars("local", "web", 1, args())
-    assert v == {"version": "abc", "checksum": "111", "artifact_url": "http://192.0.2.1:8090"}
+    assert v == {"task_user": "counter-web", "version": "abc", "checksum": "111",
+                 "artifact_url": "http://192.0.2.1:8090"}
 
 
 def test_a_cluster_gets_one_web_per_host_with_tls_and_no_canary():
@@ -39,8 +40,9 @@ def test_set_overrides_one_job_or_every_job():
 
 
 def test_the_gateway_serves_https_on_every_address_in_a_cluster_only():
-    assert jobs.job_vars("cluster", "traefik", 3, args()) == {"gateway_bind": "", "https": "true"}
-    assert jobs.job_vars("local", "traefik", 1, args()) == {}
+    assert jobs.job_vars("cluster", "traefik", 3, args()) == {"task_user": "counter-traefik", "gateway_bind": "",
+                                                              "https": "true"}
+    assert jobs.job_vars("local", "traefik", 1, args()) == {"task_user": "counter-traefik"}
 
 
 def test_kept_artifacts_come_from_the_var_file(tmp_path):
@@ -62,3 +64,11 @@ def test_a_changed_field_or_an_added_group_is_a_change():
     assert jobs.meaningful(field)
     assert jobs.meaningful({"Type": "Edited", "TaskGroups": [{"Type": "Added", "Name": "x"}]})
     assert not jobs.meaningful({"Type": "None", "Fields": [{"Type": "None", "Old": "1", "New": "1"}]})
+
+
+def test_every_job_runs_as_its_own_user_in_both_modes_unless_told_none():
+    users = {job: jobs.job_vars(profile, job, 3, args())["task_user"]
+             for profile in ("local", "cluster") for job in jobs.JOBS}
+    assert users == {"traefik": "counter-traefik", "web": "counter-web", "web-inc": "counter-web-inc",
+                     "autoscaler": "counter-autoscaler"}
+    assert jobs.job_vars("local", "web", 1, args(set=["task_user="]))["task_user"] == ""

@@ -2,6 +2,7 @@
 //! contract ([`routes`]), with content negotiation, JSON errors, request ids and the
 //! identity of the instance that answered.
 
+mod cross_site;
 mod instance;
 mod negotiate;
 mod request_id;

@@ -19,6 +19,7 @@ use hyper::body::{Body as _, Incoming};
 use tracing::level_filters::LevelFilter;
 use tracing::{Instrument, Span, debug, info, info_span, warn};
 
+use super::cross_site;
 use super::instance;
 use super::negotiate::{Format, negotiate};
 use super::request_id;
@@ -123,8 +124,19 @@ impl<S: CountStore> Routes<S> {
             Ok(format) => format,
             Err(response) => return response,
         };
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = host.or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let cross_site = cross_site::from_another_site(req.headers(), host);
+        // The body is read first even when refused (see MAX_DRAINED_BYTES).
         if let Err(response) = drain_small_body(req).await {
             return response;
+        }
+        if cross_site {
+            return response::error(
+                StatusCode::FORBIDDEN,
+                "cross_site",
+                "a browser may increment only from Counter's own page",
+            );
         }
         match self.store.increment().await {
             Ok(count) => response::count(count, format),

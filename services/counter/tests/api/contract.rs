@@ -45,6 +45,29 @@ async fn browsers_get_a_page_with_security_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn another_sites_page_cannot_make_a_browser_increment_but_the_own_page_can() {
+    let app = spawn_app().await;
+    let inc = format!("{}/inc", app.addr);
+
+    let image = app.client.get(&inc).header("sec-fetch-site", "cross-site").send().await.unwrap();
+    let form = app.client.post(&inc).header("origin", "https://elsewhere.example").send().await.unwrap();
+    let button = app
+        .client
+        .post(&inc)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", app.addr.as_str())
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(image.status(), 403);
+    assert_eq!(image.json::<serde_json::Value>().await.unwrap()["code"], "cross_site");
+    assert_eq!(form.status(), 403);
+    assert_eq!(button.status(), 200);
+    assert_eq!(button.text().await.unwrap(), "1\n", "only the own page's increment counted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_are_404_and_wrong_methods_405_in_json() {
     let app = spawn_app().await;
 
