@@ -50,13 +50,9 @@ async fn a_hung_replica_costs_a_bounded_wait_and_reads_still_succeed() {
     assert!(took < Duration::from_secs(3), "five reads took {took:?}: the breaker should skip the hung replica");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_increment_outwaits_a_replica_that_stopped_acknowledging_instead_of_failing() {
-    // A replica cut off by a partition stays connected, and in sync for the
-    // primary's own reckoning, for up to 3 s; web-inc stops counting it once
-    // it has acknowledged nothing for a second. The other replica confirms
-    // at once; the increment is answered once the silent one no longer
-    // counts, within the primary wait, not refused.
+/// A primary, replicas a and b, and web-inc (primary wait 5 s) that has
+/// counted 1 and seen both replicas in sync; the URL of its /inc.
+async fn web_inc_with_two_replicas_in_sync() -> (RedisServer, RedisServer, RedisServer, String) {
     let (primary, a, b) = blocking(|| {
         let (primary, a) = RedisServer::pair();
         let b = RedisServer::replica_of(&primary);
@@ -69,6 +65,17 @@ async fn an_increment_outwaits_a_replica_that_stopped_acknowledging_instead_of_f
     b.wait_for_value("counter", "1");
     // Long enough for web-inc to see both replicas in sync (it looks every 250 ms).
     tokio::time::sleep(Duration::from_millis(600)).await;
+    (primary, a, b, inc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_increment_outwaits_a_replica_that_stopped_acknowledging_instead_of_failing() {
+    // A replica cut off by a partition stays connected, and in sync for the
+    // primary's own reckoning, for up to 3 s; web-inc stops counting it once
+    // it has acknowledged nothing for a second. The other replica confirms
+    // at once; the increment is answered once the silent one no longer
+    // counts, within the primary wait, not refused.
+    let (_primary, a, b, inc) = web_inc_with_two_replicas_in_sync().await;
 
     b.pause();
     let started = Instant::now();
@@ -88,19 +95,10 @@ async fn an_increment_outwaits_a_replica_that_stopped_acknowledging_instead_of_f
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_acknowledges_late_still_confirms_every_increment() {
     // Slow but healthy: it stalls for 300 ms at a time (well under the
-    // second that tells a silent replica), and answers in between. Every increment sent while it stalls is answered only after it
-    // answers again: it stays in the set that must confirm.
-    let (primary, a, b) = blocking(|| {
-        let (primary, a) = RedisServer::pair();
-        let b = RedisServer::replica_of(&primary);
-        (primary, a, b)
-    })
-    .await;
-    let base = spawn_service(Role::WebInc, &primary, &[&a, &b], &["--primary-wait-ms", "5000"]).await;
-    let inc = format!("{base}/inc");
-    assert_eq!(client().post(&inc).send().await.unwrap().status(), 200);
-    b.wait_for_value("counter", "1");
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // second that tells a silent replica), and answers in between. Every
+    // increment sent while it stalls is answered only after it answers
+    // again: it stays in the set that must confirm.
+    let (_primary, _a, b, inc) = web_inc_with_two_replicas_in_sync().await;
 
     for round in 0..4 {
         b.pause();
