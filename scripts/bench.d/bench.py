@@ -57,7 +57,7 @@ def main():
         # The machine is shared: the load around the run says how much to trust it.
         b.value("machine.load_at_start", loadavg())
         if suite == "all":
-            claim_ports(b.base, 25)
+            claim_ports(b.base, 31)
         try:
             for run_suite in {"services": [services], "stack": [stack], "all": [services, stack], "traefik": [traefik]}[suite]:
                 run_suite(b)

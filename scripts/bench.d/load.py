@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from servers import ROOT, cpu_s
+from servers import ROOT, cpu_s, redis_gets, tcp_passive_opens
 
 from counterops.common import die, log
 
@@ -103,23 +103,40 @@ class Bench:
             print(f"warning: {name}: socket errors on {address} ({line[1]})", file=sys.stderr)
         return run
 
-    def wrk(self, name, address, mix=None, **watch):
-        """One closed-loop run of DURATION s; returns its req/s. WATCH (name=pid):
-        also the CPU each of these processes spent per request, as cpu_<name>
-        (microseconds). MIX=N sends every Nth request to /inc (wrk.lua)."""
+    def watched(self, watch, gets_on, measure):
+        """MEASURE()'s figures, and what the run cost: WATCH (name=pid), the CPU
+        each of these processes spent per request, as cpu_<name> (microseconds);
+        GETS_ON (a Redis port), the GET commands that Redis served per request
+        (web coalesces concurrent reads into one GET: fewer means bigger batches).
+        Always: TCP connections accepted per second on the machine, tcp_accepts_per_s
+        (a proxy that opened a connection per request would show it here)."""
         before = {k: cpu_s(pid) for k, pid in watch.items()}
-        env = {**os.environ, "BENCH_MIX": str(mix)} if mix else None
-        run = self.wrk_result(name, self.tool(name, address, self.wrk_cmd(address, self.duration), env), address)
+        accepts, started = tcp_passive_opens(), time.monotonic()
+        gets = redis_gets(gets_on) if gets_on else 0
+        run = measure()
+        requests = float(run["rps"]) * self.duration
         for k, pid in watch.items():
-            run[f"cpu_{k}"] = f"{(cpu_s(pid) - before[k]) * 1e6 / (float(run['rps']) * self.duration):.1f}"
+            run[f"cpu_{k}"] = f"{(cpu_s(pid) - before[k]) * 1e6 / requests:.1f}"
+        run["tcp_accepts_per_s"] = f"{(tcp_passive_opens() - accepts) / (time.monotonic() - started):.1f}"
+        if gets_on:
+            run["gets_per_request"] = f"{(redis_gets(gets_on) - gets) / requests:.3f}"
+        return run
+
+    def wrk(self, name, address, mix=None, gets_on=None, **watch):
+        """One closed-loop run of DURATION s; returns its req/s. WATCH, GETS_ON:
+        watched(). MIX=N sends every Nth request to /inc (wrk.lua)."""
+        env = {**os.environ, "BENCH_MIX": str(mix)} if mix else None
+        run = self.watched(watch, gets_on, lambda: self.wrk_result(
+            name, self.tool(name, address, self.wrk_cmd(address, self.duration), env), address))
         self.record(name, run)
         return float(run["rps"])
 
-    def loadgen(self, name, address, rate):
-        """One open-loop run of DURATION s at RATE req/s."""
+    def loadgen(self, name, address, rate, headers=(), gets_on=None, **watch):
+        """One open-loop run of DURATION s at RATE req/s, with HEADERS ("Name:
+        value") added to each request. WATCH, GETS_ON: watched()."""
         cmd = [ROOT / "target/loadgen/release/loadgen", "--rate", str(rate), "--duration", str(self.duration),
-               "--connections", str(self.connections), address]
-        self.record(name, figures(self.tool(name, address, cmd)) | {"rate": rate})
+               "--connections", str(self.connections), *(a for h in headers for a in ("--header", h)), address]
+        self.record(name, self.watched(watch, gets_on, lambda: figures(self.tool(name, address, cmd))) | {"rate": rate})
 
     def redis_incr(self, name, port):
         cmd = ["redis-benchmark", "-p", str(port), "-c", str(self.connections), "-n", str(self.duration * 40000),

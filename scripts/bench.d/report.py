@@ -23,6 +23,13 @@ RATIOS = {
     "gateway_get_vs_bare_traefik": ("gw_web_get", "gw_ceiling_bare", 0.85),
     "gateway_inc_vs_bare_traefik": ("gw_web_inc", "gw_ceiling_bare", 0.8),
     "gateway_ceiling_vs_bare_traefik": ("gw_ceiling_default", "gw_ceiling_bare", 0.9),
+    # Against bare Traefik with the standard engine, the one the gateway can run
+    # (the fast proxy is unsafe for /inc): what configuration could win back.
+    "gateway_get_vs_bare_std_traefik": ("gw_web_get", "gw_ceiling_bare_std", 0.8),
+    "gateway_ceiling_vs_bare_std_traefik": ("gw_ceiling_default", "gw_ceiling_bare_std", None),
+    "bare_std_vs_fast_proxy_traefik": ("gw_ceiling_bare_std", "gw_ceiling_bare", None),
+    # GET carries the retry middleware, /inc does not.
+    "gateway_get_vs_inc": ("gw_web_get", "gw_web_inc", 0.95),
     "gateway_vs_traefik_ceiling": ("gw_web_get", "gw_ceiling_default", None),
     "bare_traefik_vs_nginx": ("gw_ceiling_bare", "gw_ceiling_nginx", None),
     "nginx_proxy_vs_constant": ("gw_ceiling_nginx", "direct_constant", None),
@@ -34,12 +41,32 @@ RATIOS = {
     "web_x2_vs_x1": ("gw_web_get_x2", "gw_web_get", None),
     "web_x3_vs_x1": ("gw_web_get_x3", "gw_web_get", None),
 }
+# name in "costs": (subject run, baseline run, figure, target: at most this many
+# times the baseline, or None). Less is better: CPU per request, p99.
+COSTS = {
+    # web's CPU per request behind Traefik vs direct: at one rate (open loop),
+    # and at each one's maximum (closed loop: direct runs ~5x faster, so its
+    # reads coalesce into bigger batches, gets_per_request).
+    "web_cpu_behind_gateway_vs_direct_same_rate": ("lat_gw_web_get", "lat_direct_web_get", "cpu_backend", 1.2),
+    "web_cpu_behind_gateway_vs_direct_closed_loop": ("gw_web_get", "direct_web_get", "cpu_backend", None),
+    "web_cpu_behind_bare_std_traefik_vs_direct": ("lat_bare_std_web", "lat_direct_web_get", "cpu_backend", None),
+    "web_cpu_with_traefik_headers_vs_without": ("lat_direct_web_get_headers", "lat_direct_web_get", "cpu_backend", None),
+    # The tail at half the gateway's GET maximum, whole chain and hop by hop.
+    "gateway_get_p99_vs_bare_std_traefik": ("lat_gw_web_get", "lat_bare_std_constant", "p99", 2.0),
+    "gateway_constant_p99_vs_bare_std_traefik": ("lat_gw_constant", "lat_bare_std_constant", "p99", None),
+    "gateway_memory_p99_vs_gateway_constant": ("lat_gw_memory", "lat_gw_constant", "p99", None),
+    "gateway_web_p99_vs_gateway_memory": ("lat_gw_web_get", "lat_gw_memory", "p99", None),
+    "bare_std_web_p99_vs_bare_std_constant": ("lat_bare_std_web", "lat_bare_std_constant", "p99", None),
+}
 # name in "latency_ms": the run it is read from.
 LATENCY = {
     "web_get": "web_get", "web_inc": "web_inc", "web_get_redis_tls": "web_get_tls", "web_inc_redis_tls": "web_inc_tls",
     "gateway_get_half_load": "lat_gw_web_get", "direct_get_same_rate": "lat_direct_web_get",
     "bare_traefik_constant_same_rate": "lat_bare_constant", "nginx_constant_same_rate": "lat_nginx_constant",
     "gateway_inc_half_load": "lat_gw_web_inc", "flood_inc_split": "flood_split_inc", "flood_inc_all": "flood_all_inc",
+    "direct_get_traefik_headers_same_rate": "lat_direct_web_get_headers", "gateway_memory_same_rate": "lat_gw_memory",
+    "gateway_constant_same_rate": "lat_gw_constant", "bare_std_traefik_constant_same_rate": "lat_bare_std_constant",
+    "bare_std_traefik_web_same_rate": "lat_bare_std_web",
 }
 P99_TARGET_MS = 5.0
 RSS_TARGET_MB = 16.0
@@ -102,6 +129,12 @@ def verdict(value, goal):
     return f">= {goal}x: met" if value >= goal else f">= {goal}x: missed by {abs(1 - value / goal) * 100:.0f} %"
 
 
+def cost_verdict(value, most):
+    if most is None:
+        return ""
+    return f"<= {most}x: met" if value <= most else f"<= {most}x: missed by {(value / most - 1) * 100:.0f} %"
+
+
 def build(suite, runs, values):
     r = Result(runs)
     groups = defaultdict(dict)
@@ -118,8 +151,12 @@ def build(suite, runs, values):
     # The same ratios from CPU time per request: steadier when other work shares the
     # machine. Only between two runs through Traefik: wrk's own CPU is not counted,
     # which is fair only where it is small next to the path's. Less CPU is faster.
+    # Both runs must have watched the whole path: the proxy and the backend.
     out["ratios_cpu"] = {name: r.ratio(b, a, "cpu") for name, (a, b, _) in ratios.items()
-                         if a.startswith("gw_") and b.startswith("gw_") and r.has([a, b], "cpu")}
+                         if a.startswith("gw_") and b.startswith("gw_") and r.has([a, b], "cpu_backend")}
+    costs = {name: spec for name, spec in COSTS.items() if r.has(spec[:2], spec[2])}
+    out["costs"] = {name: r.ratio(a, b, key) for name, (a, b, key, _) in costs.items()}
+    out["targets"] |= {f"costs.{name}": f"<= {most}" for name, (_, _, _, most) in costs.items() if most}
     if r.has(["flood_split_inc", "flood_all_inc"]):
         out["ratios"]["flood_inc_p99_split_vs_all"] = r.ratio("flood_split_inc", "flood_all_inc", "p99")
     out["latency_ms"] = {key: r.latency(name) for key, name in LATENCY.items() if name in runs}
@@ -144,6 +181,13 @@ def build(suite, runs, values):
             cpu[name] = {k[4:]: round(r.med(name, k), 1) for k in keys}
     if cpu:
         out["cpu_us_per_request"] = cpu
+    gets = {name: round(r.med(name, "gets_per_request"), 3) for name in sorted(runs) if r.has([name], "gets_per_request")}
+    if gets:
+        out["redis_gets_per_request"] = gets
+    accepts = {name: round(r.med(name, "tcp_accepts_per_s"), 1) for name in sorted(runs)
+               if r.has([name], "tcp_accepts_per_s")}
+    if accepts:
+        out["tcp_accepts_per_s"] = accepts
     out.update(groups)
     return out
 
@@ -197,6 +241,37 @@ TABLE = [
         "/inc through Traefik at half max {half_load[gateway_inc_half_load]}",
     ]),
     ("latency_ms", "direct_get_same_rate", ["GET / direct at the same rate (no gateway) | {p50_p999[direct_get_same_rate]} | "]),
+    ("costs", "gateway_get_p99_vs_bare_std_traefik", [
+        "bare Traefik, standard engine, in front of the constant server | {req[gw_ceiling_bare_std]}"
+        " | {ratios[bare_std_vs_fast_proxy_traefik]}x bare Traefik with the fast proxy",
+        "**gateway ceiling / bare standard-engine Traefik** | {ratio[gateway_ceiling_vs_bare_std_traefik]}",
+        "**gateway GET / bare standard-engine Traefik** | {ratio[gateway_get_vs_bare_std_traefik]}",
+        "**gateway GET / gateway /inc** | {ratio[gateway_get_vs_inc]}",
+        "web's CPU per request, us: through the gateway / direct (closed loop)"
+        " | {cpu[gw_web_get]} / {cpu[direct_web_get]} | Redis GETs per request: {gets[gw_web_get]} / {gets[direct_web_get]}",
+        "**web CPU behind the gateway / direct, closed loop** | {cost[web_cpu_behind_gateway_vs_direct_closed_loop]}",
+        "TCP connections accepted per second, GET through the gateway / direct (closed loop)"
+        " | {accepts[gw_web_get]} / {accepts[direct_web_get]} | none opened per request",
+        "web's CPU per request at {half_rate}: through the gateway / bare std Traefik / direct with Traefik's headers / direct"
+        " | {cpu[lat_gw_web_get]} / {cpu[lat_bare_std_web]} / {cpu[lat_direct_web_get_headers]} / {cpu[lat_direct_web_get]}"
+        " | Redis GETs per request: {gets[lat_gw_web_get]} / {gets[lat_bare_std_web]} / {gets[lat_direct_web_get_headers]}"
+        " / {gets[lat_direct_web_get]}",
+        "**web CPU behind the gateway / direct, same rate** | {cost[web_cpu_behind_gateway_vs_direct_same_rate]}",
+        "web CPU behind bare std Traefik / direct; direct with / without Traefik's headers, same rate"
+        " | {costs[web_cpu_behind_bare_std_traefik_vs_direct]}x; {costs[web_cpu_with_traefik_headers_vs_without]}x | ",
+        "hop by hop at {half_rate}: bare std Traefik -> constant | {p50_p999[bare_std_traefik_constant_same_rate]}"
+        " | CPU per request, us: {cpu[lat_bare_std_constant]}",
+        "gateway -> constant | {p50_p999[gateway_constant_same_rate]}"
+        " | p99 {costs[gateway_constant_p99_vs_bare_std_traefik]}x bare std; CPU {cpu[lat_gw_constant]}",
+        "gateway -> web's routes over memory | {p50_p999[gateway_memory_same_rate]}"
+        " | p99 {costs[gateway_memory_p99_vs_gateway_constant]}x gateway -> constant; CPU {cpu[lat_gw_memory]}",
+        "gateway -> web -> Redis (the chain) | {p50_p999[gateway_get_half_load]}"
+        " | p99 {costs[gateway_web_p99_vs_gateway_memory]}x gateway -> memory; CPU {cpu[lat_gw_web_get]}",
+        "bare std Traefik -> web -> Redis | {p50_p999[bare_std_traefik_web_same_rate]}"
+        " | p99 {costs[bare_std_web_p99_vs_bare_std_constant]}x bare std -> constant; CPU {cpu[lat_bare_std_web]}",
+        "web direct with Traefik's headers | {p50_p999[direct_get_traefik_headers_same_rate]} | ",
+        "**gateway GET p99 / bare std Traefik p99, same rate** | {cost[gateway_get_p99_vs_bare_std_traefik]}",
+    ]),
     ("latency_ms", "bare_traefik_constant_same_rate", [
         "bare Traefik in front of the constant server, same rate | {p50_p999[bare_traefik_constant_same_rate]} | ",
         "nginx in front of the constant server, same rate | {p50_p999[nginx_constant_same_rate]} | ",
@@ -225,6 +300,9 @@ def table(out):
         by_cpu = f" (from CPU per request: {out['ratios_cpu'][name]}x)" if name in out["ratios_cpu"] else ""
         return f"**{t[name]}x**{by_cpu} | {verdict(t[name], RATIOS[name][2])}"
 
+    def cost(name):
+        return f"**{out['costs'][name]}x** | {cost_verdict(out['costs'][name], COSTS[name][3])}"
+
     def half_load(x):
         met = "met" if x["p99"] <= P99_TARGET_MS else f"missed, {x['p99'] / P99_TARGET_MS:.1f}x the target"
         return f"({x['rate_rps']:,.0f} req/s, open loop) | {p50_p999(x)} | p99 <= {P99_TARGET_MS:g} ms: {met}"
@@ -235,6 +313,10 @@ def table(out):
              "p50_p99": {k: f"p50 {x['p50']} ms, p99 {x['p99']} ms" for k, x in lat.items()},
              "p50_p999": {k: p50_p999(x) for k, x in lat.items()},
              "half_load": {k: half_load(x) for k, x in lat.items() if "rate_rps" in x},
+             "half_rate": f"{lat['gateway_get_half_load']['rate_rps']:,.0f} req/s" if "gateway_get_half_load" in lat else "",
+             "cost": {n: cost(n) for n in out.get("costs", {})},
+             "gets": defaultdict(str, out.get("redis_gets_per_request", {})),
+             "accepts": defaultdict(str, out.get("tcp_accepts_per_s", {})),
              "cpu": defaultdict(str, {n: ", ".join(f"{k} {v:g}" for k, v in c.items()) for n, c in cpu.items()})}
     lines = [f"| measure (median of {s['rounds']} interleaved runs, -c{s['connections']}, {s['duration_s']} s each)"
              " | value | target |", "|---|---|---|"]
@@ -283,7 +365,8 @@ def throughput_panel(ax, out):
     rps = out["rps"]
     labels = {label: rps[k] / rps["direct_constant"] for k, label in [
         ("direct_constant", "constant direct"), ("gw_ceiling_nginx", "nginx in front"),
-        ("gw_ceiling_bare", "bare Traefik in front"), ("gw_ceiling_default", "gateway's ceiling"),
+        ("gw_ceiling_bare", "bare Traefik in front"), ("gw_ceiling_bare_std", "bare std Traefik in front"),
+        ("gw_ceiling_default", "gateway's ceiling"),
         ("direct_web_get", "web GET direct"), ("gw_web_get", "web GET via Traefik"), ("gw_web_get_x2", "web x2 via Traefik"),
         ("gw_web_get_x3", "web x3 via Traefik"), ("gw_mix", "90/10 mix via Traefik"),
         ("direct_web_inc", "/inc direct"), ("gw_web_inc", "/inc via Traefik")] if k in rps}
@@ -296,6 +379,8 @@ def latency_panel(ax, out):
     lat = out["latency_ms"]
     keys = [(k, label) for k, label in [
         ("gateway_get_half_load", "GET via Traefik\nhalf max"), ("direct_get_same_rate", "GET direct\nsame rate"),
+        ("bare_std_traefik_web_same_rate", "bare std\n-> web"), ("gateway_memory_same_rate", "gateway\n-> memory"),
+        ("gateway_constant_same_rate", "gateway\n-> constant"), ("bare_std_traefik_constant_same_rate", "bare std\n-> constant"),
         ("bare_traefik_constant_same_rate", "bare Traefik\n-> constant"), ("nginx_constant_same_rate", "nginx\n-> constant"),
         ("gateway_inc_half_load", "/inc via Traefik\nhalf max"), ("flood_inc_split", "/inc under GET flood\nsplit"),
         ("flood_inc_all", "/inc under GET flood\n--role all")] if k in lat]
@@ -303,7 +388,7 @@ def latency_panel(ax, out):
     for j, p in enumerate(("p50", "p99", "p999")):
         ax.bar([i + (j - 1) * width for i in range(len(keys))], [lat[k][p] for k, _ in keys], width, label=p)
     ax.axhline(P99_TARGET_MS, color="black", lw=1, ls="--", label=f"p99 target {P99_TARGET_MS:g} ms")
-    ax.set_xticks(range(len(keys)), [label for _, label in keys], fontsize=7)
+    ax.set_xticks(range(len(keys)), [label.replace("\n", " ") for _, label in keys], fontsize=6, rotation=25, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("ms (log)", fontsize=8)
     ax.legend(fontsize=7, ncol=4)
@@ -330,11 +415,14 @@ def plot(out, path):
         (ratios_panel, RATIOS.keys() & out["ratios"].keys()), (throughput_panel, "direct_constant" in out["rps"]),
         (latency_panel, {"gateway_get_half_load", "flood_inc_split"} & out["latency_ms"].keys()),
         (variants_panel, "traefik_variants" in out)] if shown]
-    fig = Figure(figsize=(8, 2.6 * len(panels) + 0.6))
+    # The ratios panel has a row per ratio: taller than the others.
+    heights = [1.7 if panel is ratios_panel else 1 for panel in panels]
+    fig = Figure(figsize=(8, 2.6 * sum(heights) + 0.6))
     m = out["machine"]
     fig.suptitle(f"Counter benchmarks ({out['suite']}, {out['timestamp']}, {m.get('cores')} cores, "
                  f"median of {out['settings']['rounds']} rounds)", fontsize=10)
-    for ax, panel in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
+    axes = fig.subplots(len(panels), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, panel in zip(axes, panels):
         panel(ax, out)
         ax.tick_params(labelsize=7)
     fig.tight_layout()

@@ -61,9 +61,23 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def constant(b, name, port):
-    """The services' own HTTP server answering a constant: the baselines' backend."""
-    p = b.start(name, BIN / "examples/constant", f"127.0.0.1:{port}")
+def tcp_passive_opens():
+    """TCP connections accepted in this network namespace so far."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    return int(lines[1][lines[0].index("PassiveOpens")])
+
+
+def redis_gets(port):
+    """GET commands the Redis on PORT has served since it started."""
+    stats = subprocess.run(["redis-cli", "-p", str(port), "info", "commandstats"], capture_output=True, text=True, timeout=5)
+    calls = re.search(r"^cmdstat_get:calls=(\d+)", stats.stdout, re.M)
+    return int(calls[1]) if calls else 0
+
+
+def constant(b, name, port, *mode):
+    """The services' own HTTP server answering a constant: the baselines'
+    backend; with MODE "memory", web's real routes over an in-memory store."""
+    p = b.start(name, BIN / "examples/constant", f"127.0.0.1:{port}", *mode)
     wait_http(p, f"the constant server on :{port}", url(port))
     return p
 

@@ -45,47 +45,73 @@ def services(b):
         b.value(f"increments{tls}.final_count", get(url(inc_port, "/inc")).strip())
 
 
+# The headers Traefik adds to every request it forwards (Accept, Accept-Encoding
+# only when the client sent none), to send them to web directly: what of web's
+# cost behind Traefik is the bigger request.
+TRAEFIK_HEADERS = ("Accept: */*", "Accept-Encoding: gzip", "X-Forwarded-For: 127.0.0.1", "X-Forwarded-Proto: http",
+                   "X-Forwarded-Host: 127.0.0.1:8080", "X-Forwarded-Port: 8080", "X-Forwarded-Server: bench",
+                   "X-Real-Ip: 127.0.0.1")
+
+
 def stack(b):
     """The services behind the gateway (Traefik, the project's configuration),
     against the gateway's own ceiling (in front of the constant server) and
-    the proxy-hop baselines there: bare Traefik and nginx. Latency open loop
-    at half this round's maximum; /inc under a GET flood, split vs one process.
-    Ports BASE+5..BASE+20."""
+    the proxy-hop baselines there: bare Traefik with its standard engine (the
+    one the gateway runs), bare Traefik with the fast proxy, nginx. Latency
+    open loop at half this round's maximum, hop by hop: each proxy in front of
+    the constant server, the gateway in front of web's routes over memory,
+    then web over Redis; web direct with and without Traefik's headers. /inc
+    under a GET flood, split vs one process. Ports BASE+5..BASE+20 and
+    BASE+25..BASE+30."""
     base = b.base + 5
     claim_ports(base, 16)
+    claim_ports(b.base + 25, 6)
     (primary, replica, constant, web1, web2, web3, inc, role_all,
      gw_admin, gw_web, gw_web2, gw_web3, gw_ceiling, bare_admin, bare_ceiling, nginx) = range(base, base + 16)
+    memory, gw_memory, std_admin, std_ceiling, std_web, _ = range(b.base + 25, b.base + 31)
     redis = servers.redis(b, primary, replica).pid
     flags = redis_flags(primary, replica)
     backend = servers.constant(b, "constant-s", constant).pid
+    memory_p = servers.constant(b, "memory-s", memory, "memory").pid
     webs = [servers.service(b, f"web-{p}", p, "web", *flags) for p in (web1, web2, web3)]
     inc_p = servers.service(b, "web-inc-s", inc, "web-inc", *flags, ready=True)
     # The same code with both routes in one process (the hidden --role all).
     all_p = servers.service(b, "web-all", role_all, "web", "--role", "all", *flags, ready=True)
-    log("starting Traefik with the project's configuration, bare Traefik, nginx")
+    log("starting Traefik with the project's configuration, bare Traefik (standard engine, fast proxy), nginx")
     gw = servers.traefik(b, "traefik-default", gw_admin, [], {
         "web": (gw_web, {"web": [web1], "web-inc": [inc]}),
         "web2": (gw_web2, {"web": [web1, web2], "web-inc": [inc]}),
         "web3": (gw_web3, {"web": [web1, web2, web3], "web-inc": [inc]}),
+        "memory": (gw_memory, {"web": [memory], "web-inc": [memory]}),
         "ceiling": (gw_ceiling, {"web": [constant], "web-inc": [constant]})})
+    std = servers.traefik(b, "traefik-bare-std", std_admin, ["bare", "fastproxy=off"], {
+        "ceiling": (std_ceiling, {"web": [constant]}), "web": (std_web, {"web": [web1]})})
     bare = servers.traefik(b, "traefik-bare", bare_admin, ["bare"], {"ceiling": (bare_ceiling, {"web": [constant]})})
     nginx_worker = servers.nginx(b, "nginx", nginx, constant)
     b.value("settings.flood_inc_rate", b.flood_inc_rate)
-    for _ in b.each_round("stack", "ceilings, direct, through Traefik, scaling, latency, flood"):
+    web = webs[0].pid
+    for _ in b.each_round("stack", "ceilings, direct, through Traefik, scaling, latency hop by hop, flood"):
         # CPU per request of each process on the path, where the time goes.
         b.wrk("gw_ceiling_default", url(gw_ceiling), traefik=gw.pid, backend=backend)
         b.wrk("direct_constant", url(constant), backend=backend)
+        b.wrk("gw_ceiling_bare_std", url(std_ceiling), traefik=std.pid, backend=backend)
         b.wrk("gw_ceiling_bare", url(bare_ceiling), traefik=bare.pid, backend=backend)
         b.wrk("gw_ceiling_nginx", url(nginx), nginx=nginx_worker, backend=backend)
-        rate = half(b.wrk("gw_web_get", url(gw_web), traefik=gw.pid, backend=webs[0].pid, replica=redis))
-        b.wrk("direct_web_get", url(web1), backend=webs[0].pid, replica=redis)
-        b.loadgen("lat_gw_web_get", url(gw_web), rate)
-        # The same rate to web directly: what of the latency is the gateway's.
-        b.loadgen("lat_direct_web_get", url(web1), rate)
-        # And through the two proxy-hop baselines to the constant server: what of
-        # the tail any proxy hop on this machine adds, whatever is behind it.
-        b.loadgen("lat_bare_constant", url(bare_ceiling), rate)
-        b.loadgen("lat_nginx_constant", url(nginx), rate)
+        rate = half(b.wrk("gw_web_get", url(gw_web), gets_on=replica, traefik=gw.pid, backend=web, replica=redis))
+        b.wrk("direct_web_get", url(web1), gets_on=replica, backend=web, replica=redis)
+        # Latency at one rate, half of GET's maximum through the gateway: the
+        # whole chain, then each hop alone, so the p99s show which adds the
+        # most; and web's CPU per request at that same rate, direct and behind
+        # Traefik (closed loop, direct runs 5x faster: bigger read batches).
+        b.loadgen("lat_gw_web_get", url(gw_web), rate, gets_on=replica, traefik=gw.pid, backend=web, replica=redis)
+        b.loadgen("lat_direct_web_get", url(web1), rate, gets_on=replica, backend=web, replica=redis)
+        b.loadgen("lat_direct_web_get_headers", url(web1), rate, TRAEFIK_HEADERS, gets_on=replica, backend=web)
+        b.loadgen("lat_bare_std_web", url(std_web), rate, gets_on=replica, traefik=std.pid, backend=web)
+        b.loadgen("lat_gw_memory", url(gw_memory), rate, traefik=gw.pid, backend=memory_p)
+        b.loadgen("lat_gw_constant", url(gw_ceiling), rate, traefik=gw.pid, backend=backend)
+        b.loadgen("lat_bare_std_constant", url(std_ceiling), rate, traefik=std.pid, backend=backend)
+        b.loadgen("lat_bare_constant", url(bare_ceiling), rate, traefik=bare.pid, backend=backend)
+        b.loadgen("lat_nginx_constant", url(nginx), rate, nginx=nginx_worker, backend=backend)
         b.wrk("gw_web_get_x2", url(gw_web2))
         b.wrk("gw_web_get_x3", url(gw_web3))
         rate = half(b.wrk("gw_web_inc", url(gw_web, "/inc")))
@@ -96,7 +122,7 @@ def stack(b):
         b.flood("flood_all", url(role_all), url(role_all, "/inc"))
     b.value("rss_mb.stack_web_max", max((peak_rss_mb(p.pid) for p in webs), key=float))
     for key, pid in (("stack_web_inc", inc_p.pid), ("web_role_all", all_p.pid), ("traefik_default", gw.pid),
-                     ("traefik_bare", bare.pid), ("nginx_worker", nginx_worker)):
+                     ("traefik_bare_std", std.pid), ("traefik_bare", bare.pid), ("nginx_worker", nginx_worker)):
         b.value(f"rss_mb.{key}", peak_rss_mb(pid))
     b.value("increments_stack.acknowledged", acknowledged(inc) + acknowledged(role_all))
     b.value("increments_stack.final_count", get(url(inc, "/inc")).strip())

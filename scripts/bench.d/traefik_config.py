@@ -12,6 +12,9 @@ accesslog=off|errors|all, metrics=off|nolabels|labels, idle=N, retry=off.
 `bare` is not the project's configuration at all: Traefik's defaults, fast
 proxy, no access log, no metrics, no API, one router PathPrefix(`/`) per
 entrypoint to its `web` backend: what a Traefik hop costs at the least.
+`bare fastproxy=off` is the same with Traefik's standard engine, the one the
+gateway runs (the fast proxy is unsafe for /inc, traefik/traefik.yml): what
+the gateway could reach at best.
 """
 
 import copy
@@ -113,16 +116,17 @@ def bench_static(repo, out_dir, entrypoints, admin_port, knobs):
     return static
 
 
-def bare(out_dir, entrypoints, admin_port):
+def bare(out_dir, entrypoints, admin_port, fast_proxy):
     """Traefik's defaults: entrypoints, a file provider, /ping for the bench to
-    wait on; one router per entrypoint, PathPrefix(`/`) to its `web` backend(s)."""
+    wait on; one router per entrypoint, PathPrefix(`/`) to its `web` backend(s);
+    the fast proxy engine or not."""
     static = {
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "ERROR"},
         "entryPoints": {ADMIN: {"address": f"127.0.0.1:{admin_port}"}}
         | {ep: {"address": f"127.0.0.1:{port}"} for ep, (port, _) in entrypoints.items()},
         "ping": {"entryPoint": ADMIN},
-        "experimental": {"fastProxy": {}},
+        **({"experimental": {"fastProxy": {}}} if fast_proxy else {}),
         "providers": {"file": {"directory": str(out_dir / "dynamic"), "watch": False}},
     }
     routers = {ep: {"rule": "PathPrefix(`/`)", "entryPoints": [ep], "service": ep} for ep in entrypoints}
@@ -136,9 +140,9 @@ def write(repo, out_dir, admin_port, entrypoints, knobs):
     with an admin entrypoint (ping) on ADMIN_PORT and ENTRYPOINTS (name: (port,
     {service: backend ports})), tuned by KNOBS."""
     if "bare" in knobs:
-        if len(knobs) > 1:
-            raise SystemExit("traefik_config.py: bare takes no other knob")
-        static, dynamic = bare(out_dir, entrypoints, admin_port)
+        if set(knobs) - {"bare", "fastproxy=off"}:
+            raise SystemExit("traefik_config.py: bare takes no other knob than fastproxy=off")
+        static, dynamic = bare(out_dir, entrypoints, admin_port, "fastproxy=off" not in knobs)
     else:
         static = bench_static(repo, out_dir, entrypoints, admin_port, knobs)
         dynamic = bench_dynamic(repo, entrypoints, knobs)

@@ -65,7 +65,7 @@ impl Run {
 }
 
 fn usage() -> &'static str {
-    "usage: loadgen --rate REQ_PER_S --duration SECONDS [--connections N] http://IP:PORT/PATH"
+    "usage: loadgen --rate REQ_PER_S --duration SECONDS [--connections N] [--header 'Name: value']... http://IP:PORT/PATH"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -73,6 +73,8 @@ fn parse_args() -> Result<Args, String> {
     let mut duration = None;
     let mut connections = 64usize;
     let mut url = None;
+    // Extra request headers, e.g. the ones a proxy adds, to send them directly.
+    let mut headers = String::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -83,6 +85,14 @@ fn parse_args() -> Result<Args, String> {
             }
             "--connections" => {
                 connections = value("--connections")?.parse().map_err(|e| format!("--connections: {e}"))?
+            }
+            "--header" => {
+                let header = value("--header")?;
+                if !header.contains(':') || header.contains(['\r', '\n']) {
+                    return Err(format!("--header: '{header}' is not 'Name: value'"));
+                }
+                headers += &header;
+                headers += "\r\n";
             }
             "-h" | "--help" => return Err(String::new()),
             _ if url.is_none() && !arg.starts_with('-') => url = Some(arg),
@@ -99,7 +109,8 @@ fn parse_args() -> Result<Args, String> {
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let addr: SocketAddr = authority.parse().map_err(|e| format!("{authority}: {e} (IP:PORT only)"))?;
     let path = if path.is_empty() { "/" } else { path };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: loadgen\r\n\r\n").into_bytes();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: loadgen\r\n{headers}\r\n").into_bytes();
     Ok(Args { rate, duration: Duration::from_secs_f64(duration), connections, addr, request })
 }
 

@@ -135,7 +135,11 @@ pub fn run(role: Role) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             error!(cause = %err, "cannot start the async runtime");

@@ -72,6 +72,8 @@ pub struct Config {
     pub max_connections: usize,
     pub read_lanes: usize,
     pub write_lanes: usize,
+    /// Threads of the async runtime: `None`, one per CPU (tokio's default).
+    pub worker_threads: Option<usize>,
     pub log_dir: Option<PathBuf>,
 }
 
@@ -159,6 +161,11 @@ struct Flags {
     #[arg(long, env = "COUNTER_WRITE_LANES", value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     write_lanes: u16,
+
+    /// Threads of the async runtime [default: 1 for web, one per CPU for web-inc]
+    #[arg(long, env = "COUNTER_WORKER_THREADS", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    worker_threads: Option<u16>,
 
     /// Directory for a daily-rolling JSON log file, besides stdout
     #[arg(long, env = "COUNTER_LOG_DIR", value_name = "DIR")]
@@ -253,9 +260,20 @@ impl Config {
             max_connections: flags.max_connections as usize,
             read_lanes: usize::from(flags.read_lanes),
             write_lanes: usize::from(flags.write_lanes),
+            worker_threads: flags.worker_threads.map(usize::from).or(default_worker_threads(role)),
             log_dir: flags.log_dir,
         })
     }
+}
+
+/// One thread for web: its work per request is small (no Redis round trip of
+/// its own for most reads: they coalesce), one thread serves ~60k req/s on
+/// the bench machine, and behind the gateway it cut web's CPU per request by
+/// a quarter and its p99 on a shared 2-core host, against one thread per CPU
+/// (wake-ups across threads; docs/benchmarks.md). web-inc keeps one per CPU:
+/// not measured there. More web instances, not threads, add capacity.
+fn default_worker_threads(role: Role) -> Option<usize> {
+    (role == Role::Web).then_some(1)
 }
 
 /// `NOMAD_IP_http:NOMAD_PORT_http` where Nomad sets them, else loopback and the role's default port.
@@ -349,6 +367,18 @@ mod tests {
         assert!(matches!(c.redis, RedisSource::Fixed(Endpoints { primary: Some(_), .. })), "{c:?}");
         let err = config(&[], |_| None).unwrap_err();
         assert!(err.contains("--consul"), "{err}");
+    }
+
+    #[test]
+    fn web_runs_one_worker_thread_unless_told_and_a_bad_count_is_named() {
+        let fixed = ["--redis-primary", "127.0.0.1:6379"];
+        assert_eq!(config(&fixed, |_| None).unwrap().worker_threads, Some(1));
+        let more = config(&[&fixed[..], &["--worker-threads", "3"]].concat(), |_| None).unwrap();
+        assert_eq!(more.worker_threads, Some(3));
+        let inc = Config::from_flags(Role::WebInc, flags(&fixed).unwrap(), |_| None).unwrap();
+        assert_eq!(inc.worker_threads, None, "web-inc: one per CPU");
+        let err = flags(&["--worker-threads", "0"]).unwrap_err().to_string();
+        assert!(err.contains("--worker-threads"), "{err}");
     }
 
     #[test]
