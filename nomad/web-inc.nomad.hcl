@@ -63,6 +63,15 @@ variable "release" {
   default     = "initial"
 }
 
+variable "inc_limit_per_client" {
+  type        = number
+  description = "Increments per second one client address may make through the gateway (a burst of as many at once); beyond it Traefik answers 429 with Retry-After. 0: no limit. counter_inc_limit_per_client in deploy/group_vars/all/settings.yml, which counterops.jobs passes (and a cluster's inventory may override)."
+  validation {
+    condition     = var.inc_limit_per_client >= 0 && floor(var.inc_limit_per_client) == var.inc_limit_per_client
+    error_message = "The variable inc_limit_per_client must be a whole number, 0 (no limit) or more."
+  }
+}
+
 variable "task_user" {
   type        = string
   description = "The unprivileged system user of this job's tasks, its own (counter-web-inc; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
@@ -138,6 +147,14 @@ job "web-inc" {
         "traefik.http.services.web-inc.loadbalancer.healthcheck.interval=1s",
         "traefik.http.services.web-inc.loadbalancer.healthcheck.timeout=500ms",
         "traefik.http.routers.web-inc.priority=100",
+        # Per client address (the connection's own: X-Forwarded-For is not
+        # trusted, so a client cannot pick another one): 429 + Retry-After
+        # once it has used its second's worth. Checked before the request
+        # reaches web-inc, so a refused increment counts nothing.
+        "traefik.http.routers.web-inc.middlewares=web-inc-limit",
+        "traefik.http.middlewares.web-inc-limit.ratelimit.average=${var.inc_limit_per_client}",
+        "traefik.http.middlewares.web-inc-limit.ratelimit.period=1s",
+        "traefik.http.middlewares.web-inc-limit.ratelimit.burst=${max(var.inc_limit_per_client, 1)}",
       ]
 
       # Traefik routes only to instances whose check passes. No check_restart:

@@ -31,6 +31,7 @@ class Bench:
         self.duration, self.rounds, self.connections = int(env["DURATION"]), int(env["ROUNDS"]), int(env["CONNECTIONS"])
         self.base, self.flood_inc_rate = int(env["BENCH_BASE_PORT"]), int(env["FLOOD_INC_RATE"])
         self.variants = [v for v in env["TRAEFIK_VARIANTS"].split(",") if v]
+        self.traefik_path = env["TRAEFIK_PATH"]
         self.work, self.records, self.started = work, work / "records", []
         self.round = 0  # recorded with every run
         self.log_sinks = []  # logs emptied after every run

@@ -134,7 +134,8 @@ def traefik(b):
     project's configuration, on throughput and on Traefik's CPU time per
     request (steadier when the machine is shared: it does not depend on the
     CPU share Traefik gets); then each one's latency at half the project
-    configuration's maximum. Ports BASE+40 on: the constant server, then 2 per variant."""
+    configuration's maximum; to TRAEFIK_PATH (/inc: web-inc's router). Ports
+    BASE+40 on: the constant server, then 2 per variant."""
     base = b.base + 40
     variants = ["", *b.variants]
     ports = [base + 2 + 2 * i for i in range(len(variants))]  # each one's admin port is the one below
@@ -146,12 +147,12 @@ def traefik(b):
         gws.append(servers.traefik(b, f"traefik-v{i}", ports[i] - 1, spec.split(),
                                    {"web": (ports[i], {"web": [base], "web-inc": [base]})}))
     for _ in b.each_round("traefik", f"{len(variants)} configurations in front of the constant server"):
-        rate = half(b.wrk("traefik_v0", url(ports[0]), traefik=gws[0].pid))
+        rate = half(b.wrk("traefik_v0", url(ports[0], b.traefik_path), traefik=gws[0].pid))
         for i in range(1, len(variants)):
-            b.wrk(f"traefik_v{i}", url(ports[i]), traefik=gws[i].pid)
+            b.wrk(f"traefik_v{i}", url(ports[i], b.traefik_path), traefik=gws[i].pid)
         # Latency: every configuration at the same rate, half of the project
         # configuration's maximum in this round (open loop, bench/loadgen).
         for i, port in enumerate(ports):
-            b.loadgen(f"traefik_lat_v{i}", url(port), rate)
+            b.loadgen(f"traefik_lat_v{i}", url(port, b.traefik_path), rate)
     for i, gw in enumerate(gws):
         b.value(f"rss_mb.traefik_v{i}", peak_rss_mb(gw.pid))

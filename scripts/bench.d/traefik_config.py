@@ -8,7 +8,10 @@ cloned onto every bench entrypoint with its own backends.
 
 Knobs (bench_static) tune it, each setting one thing whatever the project's
 file says, so a knob can undo a setting or add one: fastproxy=on|off,
-accesslog=off|errors|all, metrics=off|nolabels|labels, idle=N, retry=off.
+accesslog=off|errors|all, metrics=off|nolabels|labels, idle=N, retry=off,
+ratelimit=N. The bench is one client: the per-client limit on /inc
+(web-inc's rateLimit middleware) is left out unless ratelimit=N sets it to
+N a second (with TRAEFIK_PATH=/inc and a high N, what the limiter costs).
 `bare` is not the project's configuration at all: Traefik's defaults, fast
 proxy, no access log, no metrics, no API, one router PathPrefix(`/`) per
 entrypoint to its `web` backend: what a Traefik hop costs at the least.
@@ -51,7 +54,13 @@ def bench_dynamic(repo, entrypoints, knobs):
     fallback = yaml.safe_load((repo / "traefik" / "fallback.yml").read_text())
     routers = {**project["http"]["routers"], **fallback["http"]["routers"]}
     retries = {name for name, m in project["http"].get("middlewares", {}).items() if "retry" in m}
+    limits = {name for name, m in project["http"].get("middlewares", {}).items() if "ratelimit" in m}
+    limit = next((int(k.split("=", 1)[1]) for k in knobs if k.startswith("ratelimit=")), None)
     middlewares = {**project["http"].get("middlewares", {}), **fallback["http"]["middlewares"]}
+    for name in limits:  # the job's values are Nomad variables: the knob's, or none
+        middlewares[name] = {"rateLimit": {"average": limit, "burst": limit, "period": "1s"}}
+        if limit is None:
+            del middlewares[name]
     out = {"routers": {}, "middlewares": middlewares, "services": {}}
     for ep, (_, backends) in entrypoints.items():
         for name, router in routers.items():
@@ -59,8 +68,9 @@ def bench_dynamic(repo, entrypoints, knobs):
             assert router.get("entryPoints", [GATEWAY]) == [GATEWAY], f"router {name}: not on the gateway entrypoint"
             clone = copy.deepcopy(router)
             clone["entryPoints"] = [ep]
-            if "retry=off" in knobs:
-                clone["middlewares"] = [m for m in clone.get("middlewares", []) if m not in retries]
+            dropped = (retries if "retry=off" in knobs else set()) | (limits if limit is None else set())
+            if dropped and "middlewares" in clone:
+                clone["middlewares"] = [m for m in clone["middlewares"] if m not in dropped]
                 if not clone["middlewares"]:
                     del clone["middlewares"]
             clone["service"] = f"{ep}-{router['service']}"
@@ -109,8 +119,8 @@ def bench_static(repo, out_dir, entrypoints, admin_port, knobs):
                 static["metrics"]["prometheus"].update(addRoutersLabels=labels == "labels", addServicesLabels=labels == "labels")
             case ["idle", n]:
                 static["serversTransport"]["maxIdleConnsPerHost"] = int(n)
-            case ["retry", "off"]:
-                pass  # routers without the web job's retry middleware: bench_dynamic
+            case ["retry", "off"] | ["ratelimit", _]:
+                pass  # the routers' middlewares: bench_dynamic
             case _:
                 raise SystemExit(f"traefik_config.py: unknown knob {knob}")
     return static

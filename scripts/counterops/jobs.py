@@ -30,10 +30,14 @@ CLUSTER_CA = "/etc/counter/tls/ca.pem"
 DEPLOY_VARIABLE = "counter/deploy"
 
 
-def job_vars(profile, job, clients, args):
-    """The variables a job is submitted with in a profile (name -> string)."""
+def job_vars(profile, job, clients, args, settings=None):
+    """The variables a job is submitted with in a profile (name -> string), from
+    SETTINGS (the target's: render.settings() and a cluster inventory's own)."""
     # Its tasks' own user, in both modes (--set task_user= for none).
-    v = {"task_user": render.settings()["counter_task_users"][job]}
+    settings = settings or render.settings()
+    v = {"task_user": settings["counter_task_users"][job]}
+    if job == "web-inc":
+        v["inc_limit_per_client"] = str(settings["counter_inc_limit_per_client"])
     if job in ("web", "web-inc"):
         if args.keep_artifacts:
             kept = read_var_file(os.path.join(args.vars_dir, f"{job}.vars.hcl"))
@@ -171,7 +175,7 @@ def deploy(t, args):
         if not (REPO / job_file).exists():
             die(f"no job file {job_file} in {REPO}")
         var_file = os.path.join(args.vars_dir, f"{job_id}.vars.hcl")
-        write_var_file(var_file, job_vars(t.kind, job_id, clients, args))
+        write_var_file(var_file, job_vars(t.kind, job_id, clients, args, t.settings()))
         # The job as Nomad's JSON, as `nomad job run` would submit it.
         job = json.loads(nomad_job_run(["-output", f"-var-file={var_file}", job_file], env, f"{job_file}: "))["Job"]
         current = nomad.get(f"/v1/job/{job_id}", missing_ok=True)

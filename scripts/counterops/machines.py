@@ -394,6 +394,10 @@ def write_inventory(names):
              f"    counter_state_dir: {TEST_CLUSTER}",
              "    # One gateway address for clients, held by one machine at a time (keepalived).",
              f"    counter_gateway_vip: {GATEWAY_VIP}",
+             "    # The chaos loads (~700 increments a second) come from one client,",
+             "    # this machine: far above them, so the limit stays on the path but never",
+             "    # refuses them; tests/cluster/test_2_security.py sets 100 to see it work.",
+             "    counter_inc_limit_per_client: 20000",
              "  children:", "    servers:", "      hosts:", *[f"        {m}:" for m in names[:3]],
              "    clients:", "      hosts:", *[f"        {m}:\n          ansible_host: {addr(m)}" for m in names],
              "    redis_primary:", "      hosts:", f"        {names[0]}:"]

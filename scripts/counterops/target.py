@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import client
+from . import client, render
 from .redis import Redis
 
 CACHE = Path(os.environ.get("COUNTER_CACHE")
@@ -47,6 +47,14 @@ class Target:
     state: Path
     inventory: Path = None
     gateway_vip: str = None
+    # The inventory's variables (a cluster's), some of which override settings().
+    inventory_vars: dict = field(default_factory=dict)
+
+    def settings(self):
+        """The settings every deployment shares (deploy/group_vars/all/settings.yml),
+        with the values a cluster's inventory sets for any of them."""
+        shared = render.settings()
+        return shared | {k: v for k, v in self.inventory_vars.items() if k in shared}
 
     @property
     def ca(self):
@@ -194,9 +202,13 @@ def cluster(inventory):
         addr = v.get("counter_addr", ssh)
         # A template only Ansible renders: the deploy's default, the ssh address.
         hosts[name] = Host(name, ssh if "{{" in str(addr) else addr, args)
-    first = lambda key: next((v[key] for v in hostvars.values() if v.get(key)), None)  # noqa: E731
-    state = Path(first("counter_state_dir") or CACHE / "deploy" / path.stem)
-    return Target("cluster", hosts, group("servers"), state / "secrets", state, path, first("counter_gateway_vip"))
+    merged = {}
+    for v in hostvars.values():
+        for key, value in v.items():
+            merged.setdefault(key, value)
+    state = Path(merged.get("counter_state_dir") or CACHE / "deploy" / path.stem)
+    return Target("cluster", hosts, group("servers"), state / "secrets", state, path, merged.get("counter_gateway_vip"),
+                  merged)
 
 
 def nomad_answers(addr, ca=None, timeout=1):

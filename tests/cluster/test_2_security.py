@@ -5,7 +5,7 @@ never a process list, a log, a job spec or the repository."""
 import subprocess
 import sys
 
-from cluster import CA, INVENTORY, REPO, eventually, lines_with_secret, run, secret_values
+from cluster import CA, INVENTORY, REPO, eventually, http, lines_with_secret, run, secret_values
 
 from counterops import render
 
@@ -173,3 +173,51 @@ def test_a_changed_acl_definition_reaches_the_running_cluster(cluster, tmp_path)
     rules, role = live()
     assert probe not in rules and role == ["counter-config-web-inc", "redis-discovery"]
     assert not any(word in apply(acl) for word in ("created", "updated"))
+
+
+def test_the_gateway_refuses_a_clients_increments_over_its_limit_with_429(cluster):
+    """The per-client limit on /inc (counter_inc_limit_per_client; the test
+    machines' inventory sets 20000 so the chaos loads pass): set to 100/s, a
+    burst of 160 from this machine to one host's gateway gets a second's worth
+    through and 429 + Retry-After for the rest, which count nothing."""
+    import concurrent.futures
+    import time
+    import urllib.request
+
+    def redeploy(limit):
+        run([sys.executable, "-m", "counterops.jobs", "redeploy", "--inventory", str(INVENTORY), "--timeout", "180",
+             "--set", f"inc_limit_per_client={limit}", "web-inc"], timeout=300)
+
+    host = cluster.hosts[0]
+    gateway = cluster.gateway(host)
+    inventory_limit = cluster.t.settings()["counter_inc_limit_per_client"]
+    redeploy(100)
+    try:
+        def limited():
+            status, _ = http(gateway + "/inc", method="POST")
+            return status == 429
+        # Traefik sees the new tags within a second or two; drain the bucket until it answers 429.
+        eventually(lambda: any(limited() for _ in range(150)), 30, "the gateway to apply the 100/s limit")
+        time.sleep(1.1)  # a full bucket again
+        before = int(http(gateway + "/")[1])
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def inc(_):
+            try:
+                with opener.open(urllib.request.Request(gateway + "/inc", method="POST"), timeout=10) as r:
+                    return r.status, None
+            except urllib.error.HTTPError as e:
+                return e.code, e.headers.get("Retry-After")
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(inc, range(160)))
+        took = time.monotonic() - started
+        ok = sum(1 for s, _ in answers if s == 200)
+        refused = [retry for s, retry in answers if s == 429]
+        assert ok + len(refused) == 160, sorted({s for s, _ in answers})
+        assert 100 <= ok <= 100 + 100 * took + 2, (ok, took)
+        assert refused and set(refused) == {"1"}, refused[:3]
+        assert int(http(gateway + "/")[1]) - before == ok, "a refused increment counted"
+    finally:
+        redeploy(inventory_limit)

@@ -71,8 +71,9 @@ def test_traefik_routes_inc_above_the_catch_all_and_never_retries_it():
     assert web["rule"] == "PathPrefix(`/`)" and web["priority"] == 10
     assert web_inc["rule"] == "PathPrefix(`/inc`)" and web_inc["priority"] == 100
     assert web_inc["priority"] > web["priority"]
-    # An increment is not idempotent: no retry middleware in front of web-inc.
-    assert not web_inc.get("middlewares")
+    # An increment is not idempotent: no retry middleware in front of web-inc,
+    # only the per-client limit (tests/e2e/test_rate_limit.py).
+    assert web_inc.get("middlewares") == ["web-inc-limit@consulcatalog"], web_inc.get("middlewares")
     middlewares = {m["name"]: m for m in get_json(TRAEFIK_API + "/http/middlewares")}
     assert not any("retry" in middlewares.get(m, {}) for m in web_inc.get("middlewares", []))
 

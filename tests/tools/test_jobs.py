@@ -3,8 +3,9 @@ counts as a change in a plan. The submission itself runs against real Nomad
 in the e2e and cluster suites."""
 
 import types
+from pathlib import Path
 
-from counterops import jobs
+from counterops import jobs, render, target
 
 
 def args(**kw):
@@ -72,3 +73,14 @@ def test_every_job_runs_as_its_own_user_in_both_modes_unless_told_none():
     assert users == {"traefik": "counter-traefik", "web": "counter-web", "web-inc": "counter-web-inc",
                      "autoscaler": "counter-autoscaler"}
     assert jobs.job_vars("local", "web", 1, args(set=["task_user="]))["task_user"] == ""
+
+
+def test_web_inc_gets_the_per_client_limit_and_a_cluster_inventory_may_set_its_own():
+    shared = render.settings()["counter_inc_limit_per_client"]
+    assert jobs.job_vars("local", "web-inc", 1, args())["inc_limit_per_client"] == str(shared)
+    inventory = target.Target("cluster", {}, [], Path("/nonexistent"), Path("/nonexistent"),
+                              inventory_vars={"counter_inc_limit_per_client": 20000, "ansible_user": "root"})
+    settings = inventory.settings()
+    assert settings["counter_inc_limit_per_client"] == 20000 and "ansible_user" not in settings
+    assert jobs.job_vars("cluster", "web-inc", 3, args(), settings)["inc_limit_per_client"] == "20000"
+    assert "inc_limit_per_client" not in jobs.job_vars("cluster", "web", 3, args(), settings)
