@@ -84,8 +84,13 @@ def names(items):
 
 def apply_consul(t, data, jwks_url, jwks_ca):
     api = t.consul()
-    # initial_management works once the servers elected a leader.
-    wait("Consul to accept the management token", lambda: api.get("/v1/acl/token/self"))
+    # initial_management works once the servers elected a leader. A
+    # consistent read also waits until that leader has applied its log: a
+    # server that has just restarted may answer a default read from the
+    # state it is still replaying, where a policy made before is missing
+    # (seen: "A policy with name ... already exists" on creating it again).
+    wait("Consul to accept the management token and read its log back",
+         lambda: api.get("/v1/acl/token/self", params={"consistent": ""}))
     changed = False
 
     for name, p in data["policies"].items():

@@ -3,7 +3,9 @@ allocation, for the local stack and the cluster alike. Sources: Nomad (nodes,
 allocations), Consul (members, service health), Redis (INFO replication) and
 Sentinel, and the /metrics of every web, web-inc and Traefik allocation, read
 twice INTERVAL seconds apart for request and error rates. Locally also the
-processes scripts/up started. Exits 1 when something expected is down.
+processes scripts/up started; in a cluster the days left of every
+certificate its hosts serve. Exits 1 when something expected is down or a
+certificate expires within 30 days.
 """
 
 import argparse
@@ -13,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import client, supervisor, target
+from . import client, expiry, supervisor, target
 from .logs import JOBS, allocations
 from .redis import RedisError, parse_info
 
@@ -256,6 +258,12 @@ def main():
           ("" if len(seen) <= 1 else "  (sentinels disagree)") +
           "".join(f"; {h}:{SENTINEL_PORT} down" for h, v in views.items() if v is None) +
           describe_sentinel_timers(t, [h for h, v in views.items() if v is not None]))
+
+    if t.kind == "cluster" and t.ca:
+        cert_rows, fine = expiry.rows(t)
+        table(["MACHINE", "CERTIFICATE", "ADDRESS", "EXPIRES", "DAYS", "NOTE"], cert_rows,
+              "\n== certificates (as each endpoint serves it; the CA's file)")
+        bad(not fine)
 
     gateway = t.gateway(None if t.kind == 'local' else t.server())
     try:

@@ -136,9 +136,23 @@ def test_a_request_id_is_found_across_the_hosts_by_scripts_logs(cluster):
     eventually(found, 30, f"{ok_id} in {served}'s log; {missing_id} in the access log and web's log")
 
 
+def test_status_shows_the_days_left_of_every_certificate_the_hosts_serve(cluster):
+    out = run([str(REPO / "scripts/status"), "--cluster"], check=False).stdout
+    section = out[out.index("== certificates"):]
+    rows = [line.split() for line in section.splitlines()[2:] if line.strip() and not line.startswith("count via")]
+    seen = {(r[0], r[1]) for r in rows}
+    want = {(h, what) for h in cluster.hosts for what in ("consul", "nomad", "redis", "gateway")}
+    want |= {(h, "sentinel") for h in cluster.servers}
+    assert want <= seen, section
+    # Two-year leaves of a cluster deployed today; the CA's ten years; no warning.
+    for r in rows:
+        days = int(r[-1]) if r[-1].isdigit() else None
+        assert days is not None and days >= (3600 if r[1] == "cluster" else 700), f"{r}\n{section}"
+
+
 def test_status_shows_one_primary_and_the_replicas_with_their_lag(cluster):
     out = run([str(REPO / "scripts/status"), "--cluster"], check=False).stdout
-    redis = out[out.index("== redis"):]
+    redis = out[out.index("== redis"):out.index("== certificates")]
     rows = [line.split() for line in redis.splitlines() if line.split()[:1] and line.split()[0] in cluster.hosts]
     roles = [r[2] for r in rows if len(r) > 3]
     assert roles.count("primary") == 1, redis

@@ -3,8 +3,10 @@ load through the gateways must lose no acknowledged increment. machine-loss
 comes last: it leaves the cluster a host short. Afterwards, failovers and
 redeploys have written no secret anywhere either."""
 
+import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 from cluster import REPO, run
@@ -21,6 +23,12 @@ def test_chaos_scenario_loses_no_acknowledged_increment(cluster, scenario):
     print(p.stdout, p.stderr[-3000:])
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     assert "lost=0" in p.stdout
+    # Its timeline: the picture, and its record with the primary polled and the fault marked.
+    png = Path(re.search(rf"^chaos {re.escape(scenario)}: timeline (\S+)$", p.stderr, re.M).group(1))
+    record = json.loads(png.with_suffix(".json").read_text())
+    assert png.stat().st_size > 10_000 and record["scenario"] == scenario
+    assert record["marks"]["fault"] > 0 and any(addr for _, addr in record["primaries"])
+    assert sum(record["timeline"]["inc_ok"]) > 0
     if scenario == "consul-agent-primary":
         # The primary stays discoverable through its second registration:
         # writes do not stop for as long as the agent beside it is down.

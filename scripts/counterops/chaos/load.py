@@ -9,10 +9,13 @@ accepted as targets.
 Prints one JSON object on stdout:
   {"acked": [values...], "attempted_inc": n, "get_ok": n, "get_errors": n,
    "inc_errors": n, "get_retried": n, "first_error_at": s|null, "last_error_at": s|null,
-   "write_gap_s": s, "read_gap_s": s}
+   "write_gap_s": s, "read_gap_s": s,
+   "timeline": {"bin_s": 0.5, "get_ok": [n, ...], "inc_ok": [...], "get_err": [...], "inc_err": [...]}}
 write_gap_s (read_gap_s) is the longest time in which no increment (no read)
 succeeded: how long writes (reads) were out, measured by the load itself to
-the millisecond, whatever the fault's own bookkeeping costs.
+the millisecond, whatever the fault's own bookkeeping costs. timeline counts
+each kind of answer per half second since the start (chaos/timeline.py
+draws it).
 
 Connections are kept alive, and a GET is retried once, on a new connection,
 when a reused connection fails before any byte of the answer came back:
@@ -54,12 +57,16 @@ class Results:
         self.get_ok = self.get_errors = self.inc_errors = self.get_retried = 0
         self.error_times = []
         self.error_kinds = {}
+        # Times (since start) of failed reads and increments, for the timeline.
+        self.get_error_times = []
+        self.inc_error_times = []
         # Times (since start) of successful increments and reads.
         self.inc_ok_times = []
         self.get_ok_times = []
 
     def error(self, started, kind):
         self.error_times.append(time.monotonic() - started)
+        (self.get_error_times if kind.startswith("GET") else self.inc_error_times).append(self.error_times[-1])
         self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
 
 
@@ -153,6 +160,14 @@ def longest_gap(times, end):
     return round(max(b - a for a, b in zip(marks, marks[1:])), 3)
 
 
+def binned(times, end, width=0.5):
+    """How many of TIMES fall in each WIDTH-second bin of [0, end]."""
+    counts = [0] * (int(end / width) + 1)
+    for t in times:
+        counts[min(int(t / width), len(counts) - 1)] += 1
+    return counts
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("gateways", nargs="+", help="base URLs, e.g. http://198.18.0.11:8080")
@@ -187,6 +202,9 @@ def main():
         "first_error_at": min(times) if times else None, "last_error_at": max(times) if times else None,
         "write_gap_s": longest_gap(results.inc_ok_times, ended),
         "read_gap_s": longest_gap(results.get_ok_times, ended),
+        "timeline": {"bin_s": 0.5, **{name: binned(times, ended) for name, times in (
+            ("get_ok", results.get_ok_times), ("inc_ok", results.inc_ok_times),
+            ("get_err", results.get_error_times), ("inc_err", results.inc_error_times))}},
     }))
 
 

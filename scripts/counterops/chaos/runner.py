@@ -9,12 +9,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
 from .. import client, common
 from ..common import log
 from ..redis import RedisError
+from . import timeline
 from .verdict import verdict
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))  # the load around each fault
@@ -76,8 +78,26 @@ def inc_works(gateway, probes):
         return r.status == 200
 
 
+class PrimaryWatch(threading.Thread):
+    """Which address Consul passes as redis-primary, twice a second, until
+    stopped: [(seconds since START, address or None)], for the timeline."""
+
+    def __init__(self, t, avoid, start):
+        super().__init__(daemon=True)
+        self.t, self.avoid, self.start_at, self.seen, self.done = t, avoid, start, [], threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):
+            try:
+                addr = primary_addr(self.t, self.avoid)
+            except (OSError, ValueError, client.ApiError):
+                addr = None
+            self.seen.append((round(time.monotonic() - self.start_at, 2), addr))
+
+
 def run(s):
-    """Runs scenario S under load; (its verdict line, problems)."""
+    """Runs scenario S under load; (its verdict line, problems). Also writes
+    its timeline (timeline.py) and says where."""
     t = s.t
     s.prepare()
     gateways = [t.gateway()] if t.gateway_vip and not s.rotation else \
@@ -96,18 +116,25 @@ def run(s):
     load = subprocess.Popen([sys.executable, "-m", "counterops.chaos.load", *extra, *gateways],
                             stdout=subprocess.PIPE, text=True)
     started = time.monotonic()
+    watch = PrimaryWatch(t, s.api_avoid, started)
+    watch.start()
+    marks = {}
     try:
         time.sleep(FAULT_AFTER)
         faulted = time.monotonic()
+        marks["fault"] = round(faulted - started, 2)
         s.fault()
         # Recovery: writes are acknowledged again through a surviving gateway.
         until(f"increments to be acknowledged again after {s.name}", lambda: inc_works(gateways[0], probes), 120)
         fault_step = time.monotonic() - faulted
+        marks["recovered"] = round(time.monotonic() - started, 2)
         s.heal()
+        marks["healed"] = round(time.monotonic() - started, 2)
     finally:
         if stop:
             open(stop, "w").close()
         out, _ = load.communicate(timeout=LOAD_SECONDS + 120 if not stop else 120)
+        watch.done.set()
         s.cleanup()
     if load.returncode != 0:
         raise SystemExit(f"error: {s.name}: the load generator failed")
@@ -118,6 +145,9 @@ def run(s):
     result = json.loads(out)
     line, problems = verdict(s.name, result, initial, final, fault_step, probes[0])
     print(line, flush=True)
+    png = timeline.record(s.name, line, result, marks, watch.seen)
+    if png:
+        print(f"chaos {s.name}: timeline {png}", file=sys.stderr, flush=True)
     if result.get("error_kinds"):
         print(f"chaos {s.name}: errors by kind: {result['error_kinds']}", file=sys.stderr)
     for p in problems:
