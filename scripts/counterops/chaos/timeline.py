@@ -68,7 +68,7 @@ def draw(path):
             ax.text(marks[event], top * (1 - 0.07 * i), f" {event}", fontsize=7, va="top", color=colour)
     ax.set_ylabel("per second", fontsize=8)
     ax.legend(fontsize=7, ncol=4, loc="lower left")
-    ax.set_title(rec["verdict"], fontsize=7)
+    ax.set_title(rec["verdict"].replace(" | ", "\n"), fontsize=7)  # what users saw, then the counts
     names = sorted({a for _, a in rec["primaries"] if a})
     for start, stop, addr in primary_spans(rec["primaries"], end):
         roles.barh(0, stop - start, left=start, color=f"C{names.index(addr) + 4}" if addr else "lightgrey",
