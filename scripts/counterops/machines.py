@@ -117,7 +117,7 @@ def leader_pid(m):
     sup = supervisor_pid(m)
     for nspawn in children(sup) if sup else []:
         for child in children(nspawn):
-            if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+            if comm(child) == "systemd":
                 return child
     return None
 
@@ -343,13 +343,28 @@ def power_off(m):
     os.kill(sup, 15)
 
 
+def comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def nspawn_pids(m):
+    """Its systemd-nspawn processes, by their command line: one outlives the
+    supervisor (power_off ends that first) while its machine shuts down."""
+    out = run("pgrep", "-f", f"^systemd-nspawn .*--machine={m} ", check=False, capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def wait_off(m, timeout=60):
     """Until its systemd-nspawn has exited; then kills what is left."""
-    pids = [p for sup in [supervisor_pid(m)] if sup for p in [sup, *children(sup)]]
+    pids = sorted({*(p for sup in [supervisor_pid(m)] if sup for p in [sup, *children(sup)]), *nspawn_pids(m)})
     if not wait(f"{m} to power off", lambda: all(start_time(p) is None for p in pids), timeout):
         log(f"warning: {m}: still up after {timeout}s; killing its processes")
         # SIGKILL to its PID 1 ends every process of its PID namespace.
-        for p in filter(None, [leader_pid(m), *pids]):
+        leaders = [c for n in pids for c in children(n) if comm(c) == "systemd"]
+        for p in filter(None, [leader_pid(m), *leaders, *pids]):
             try:
                 os.kill(p, 9)
             except ProcessLookupError:
