@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from . import machines as mc
+from . import test_inventory
 from .machines import log
 from .target import TEST_CLUSTER, TEST_INVENTORY
 
@@ -69,7 +70,7 @@ def up(n):
         mc.boot(m, lower)
     for m in names:
         mc.wait_booted(m)
-    mc.write_inventory(names)
+    test_inventory.write_inventory(names)
     log(f"machines {' '.join(names)} up; deploying with scripts/deploy -i {TEST_INVENTORY}")
     deploy()
     print(f"""
@@ -99,7 +100,7 @@ def remove(m):
     subprocess.run([str(ROOT / "scripts/deploy"), "remove-host", "-i", str(TEST_INVENTORY), m], check=True)
     mc.remove(m)
     rest = mc.machines()
-    mc.write_inventory(rest)
+    test_inventory.write_inventory(rest)
     log(f"{m} removed; inventory: {' '.join(rest)}; deploying to {names[names.index(m) - 1]} again")
     deploy("--", "--limit", f"localhost,{names[names.index(m) - 1]}")
 
