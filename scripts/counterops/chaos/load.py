@@ -118,7 +118,7 @@ class Rotation:
         return [g for g in self.gateways if g not in self.out] or self.gateways
 
 
-def worker(rotation, inc_share, deadline, budget, results, started, seed, stop_file=None):
+def worker(rotation, is_inc, deadline, budget, results, started, seed, stop_file=None):
     rng = random.Random(seed)
     conns = {}
     while time.monotonic() < deadline and not stopped(stop_file):
@@ -132,7 +132,6 @@ def worker(rotation, inc_share, deadline, budget, results, started, seed, stop_f
             # closes those to a backend it removed, so it is never reused later.
             conns.pop(gone).close()
         url = rng.choice(choices)
-        is_inc = rng.random() < inc_share
         method, path = ("POST", "/inc") if is_inc else ("GET", "/")
         ok, body, kind = exchange(conns, url, method, path, results)
         with results.lock:
@@ -152,6 +151,16 @@ def worker(rotation, inc_share, deadline, budget, results, started, seed, stop_f
                 results.error(started, kind)
         if not ok:
             time.sleep(0.05)  # a failing target is not hammered
+
+
+def worker_roles(workers, inc_share):
+    """Which workers send increments (True) and which read (False).
+
+    Each worker keeps one kind: a worker that mixed them would sit in an
+    increment waiting for a new primary during a failover, and the reads it
+    did not send would show as a read outage that never was."""
+    incs = min(max(round(workers * inc_share), 1), workers - 1) if workers > 1 else 0
+    return [True] * incs + [False] * (workers - incs)
 
 
 def longest_gap(times, end):
@@ -174,7 +183,8 @@ def main():
     p.add_argument("--duration", type=float, default=20.0, help="seconds (max 600)")
     p.add_argument("--max-requests", type=int, default=200_000)
     p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--inc-share", type=float, default=0.3, help="fraction of requests that are /inc")
+    p.add_argument("--inc-share", type=float, default=0.4,
+                   help="fraction of the workers that send /inc (at least one of each kind)")
     p.add_argument("--stop-file", help="stop as soon as this file exists")
     p.add_argument("--rotation-file", help="gateways to avoid while this file lists them (one URL a line)")
     args = p.parse_args()
@@ -185,9 +195,9 @@ def main():
     results, started = Results(), time.monotonic()
     deadline, budget = started + duration, [args.max_requests]
     rotation = Rotation(args.gateways, args.rotation_file)
-    threads = [threading.Thread(target=worker, args=(rotation, args.inc_share, deadline, budget, results, started, i,
+    threads = [threading.Thread(target=worker, args=(rotation, is_inc, deadline, budget, results, started, i,
                                                      args.stop_file))
-               for i in range(args.workers)]
+               for i, is_inc in enumerate(worker_roles(args.workers, args.inc_share))]
     for t in threads:
         t.start()
     for t in threads:

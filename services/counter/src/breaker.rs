@@ -81,6 +81,17 @@ impl Breaker {
         !was_open && inner.open_until.is_some()
     }
 
+    /// A failure already counted: another call on the same connection
+    /// reported it. It adds nothing to the count, but a trial call that
+    /// ends this way failed, so the breaker opens again.
+    pub fn record_repeated_failure(&self, now: Instant) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.trial_in_flight {
+            inner.open_until = Some(now + inner.settings.cooldown);
+            inner.trial_in_flight = false;
+        }
+    }
+
     pub fn state(&self, now: Instant) -> BreakerState {
         let inner = self.inner.lock().unwrap();
         match inner.open_until {
@@ -138,5 +149,21 @@ mod tests {
         b.record_success();
         assert_eq!(b.state(much_later), BreakerState::Closed);
         assert!(b.allow(much_later).is_ok() && b.allow(much_later).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_failure_adds_nothing_but_ends_a_trial() {
+        let (b, t0) = (breaker(), Instant::now());
+        b.record_failure(t0);
+        for _ in 0..5 {
+            b.record_repeated_failure(t0);
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed, "one dropped connection is one failure");
+        b.record_failure(t0);
+        b.record_failure(t0);
+        let later = t0 + Duration::from_secs(3);
+        assert!(b.allow(later).is_ok(), "the trial call");
+        b.record_repeated_failure(later);
+        assert_eq!(b.state(later), BreakerState::Open, "the trial failed");
     }
 }

@@ -1,10 +1,18 @@
 //! Connections to Redis nodes, each behind its own circuit breaker and every call
 //! under a timeout. A node that times out or drops its connection loses its cached
 //! connection, so the next call reconnects instead of reusing a dead socket.
+//!
+//! One shared connection carries every read lane's call to a node, so one
+//! dropped connection fails them all at once: the breaker counts that as one
+//! failure of the node, not one per call riding on it. Otherwise Sentinel's
+//! `CLIENT KILL` of a healthy node it reconfigures in a failover (the new
+//! primary, the other replicas) opens its breaker, and with the old primary
+//! dead every endpoint is open at once: reads answer 503 for a cooldown.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,8 +98,10 @@ impl CallError {
 }
 
 pub(crate) struct Nodes {
-    /// Shared, multiplexed connections for reads and probes (std Mutex: never held across .await).
-    shared: Mutex<HashMap<SocketAddr, MultiplexedConnection>>,
+    /// Shared, multiplexed connections for reads and probes, each with the
+    /// number it was opened under (std Mutex: never held across .await).
+    shared: Mutex<HashMap<SocketAddr, (u64, MultiplexedConnection)>>,
+    opened: AtomicU64,
     breakers: Mutex<HashMap<SocketAddr, Arc<Breaker>>>,
     credentials: RedisCredentials,
     /// The CA every TLS connection verifies the server against (no client
@@ -110,7 +120,15 @@ impl Nodes {
         metrics: Metrics,
     ) -> Nodes {
         let tls = tls_ca.map(|ca| TlsCertificates { client_tls: None, root_cert: Some(ca.pem().to_vec()) });
-        Nodes { shared: Mutex::default(), breakers: Mutex::default(), credentials, tls, tunables, metrics }
+        Nodes {
+            shared: Mutex::default(),
+            opened: AtomicU64::new(0),
+            breakers: Mutex::default(),
+            credentials,
+            tls,
+            tunables,
+            metrics,
+        }
     }
 
     /// The endpoint's breaker, carrying the thresholds in force now.
@@ -150,13 +168,26 @@ impl Nodes {
         client.get_multiplexed_async_connection_with_config(&config).await
     }
 
-    async fn shared_connection(&self, addr: SocketAddr) -> Result<MultiplexedConnection, RedisError> {
-        if let Some(conn) = self.shared.lock().unwrap().get(&addr) {
-            return Ok(conn.clone());
+    async fn shared_connection(&self, addr: SocketAddr) -> Result<(u64, MultiplexedConnection), RedisError> {
+        if let Some(entry) = self.shared.lock().unwrap().get(&addr) {
+            return Ok(entry.clone());
         }
         let conn = self.connect(addr).await?;
-        self.shared.lock().unwrap().insert(addr, conn.clone());
-        Ok(conn)
+        let entry = (self.opened.fetch_add(1, Ordering::Relaxed), conn);
+        self.shared.lock().unwrap().insert(addr, entry.clone());
+        Ok(entry)
+    }
+
+    /// Drops the cached connection to `addr` if it is still the one opened
+    /// as `number`; false if another call on it already did (or it was
+    /// never cached), so its failure is already counted.
+    fn forget(&self, addr: SocketAddr, number: u64) -> bool {
+        let mut shared = self.shared.lock().unwrap();
+        let current = shared.get(&addr).is_some_and(|(n, _)| *n == number);
+        if current {
+            shared.remove(&addr);
+        }
+        current
     }
 
     /// Runs `op` on the shared connection to `addr`, under the breaker and `timeout`.
@@ -165,16 +196,25 @@ impl Nodes {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        self.guarded(addr, timeout, async {
-            let conn = self.shared_connection(addr).await?;
+        // The connection this call rode on, once it has one.
+        let used = Mutex::new(None);
+        let call = async {
+            let (number, conn) = self.shared_connection(addr).await?;
+            *used.lock().unwrap() = Some(number);
             op(conn).await
-        })
-        .await
-        .inspect_err(|err| {
-            if matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
-                self.shared.lock().unwrap().remove(&addr);
+        };
+        // A failure counts against the node unless the connection it rode on
+        // was already dropped by another call's failure.
+        self.guarded_counting(addr, timeout, call, |err| {
+            if !matches!(err, CallError::Timeout(_) | CallError::Connection(_)) {
+                return true;
+            }
+            match *used.lock().unwrap() {
+                Some(number) => self.forget(addr, number),
+                None => true, // connecting failed: a failure of its own
             }
         })
+        .await
     }
 
     /// Runs `fut` (a call to `addr`) under the node's breaker and `timeout`,
@@ -184,6 +224,18 @@ impl Nodes {
         addr: SocketAddr,
         timeout: Duration,
         fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, CallError> {
+        self.guarded_counting(addr, timeout, fut, |_| true).await
+    }
+
+    /// [`Nodes::guarded`], where `counts` says whether a failure counts
+    /// against the node's breaker.
+    async fn guarded_counting<T>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+        counts: impl FnOnce(&CallError) -> bool,
     ) -> Result<T, CallError> {
         let breaker = self.breaker(addr);
         breaker.allow(Instant::now()).map_err(CallError::BreakerOpen)?;
@@ -197,6 +249,7 @@ impl Nodes {
         match &result {
             // A refusal comes from a live node: not the node's failure.
             Ok(_) | Err(CallError::Refused(_)) => breaker.record_success(),
+            Err(err) if !counts(err) => breaker.record_repeated_failure(now),
             Err(err) => {
                 if breaker.record_failure(now) {
                     warn!(endpoint = %addr, cause = %err, "circuit breaker opened");
@@ -210,4 +263,62 @@ impl Nodes {
 
 fn is_connection_failure(err: &RedisError) -> bool {
     err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() || err.is_timeout()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::BreakerState;
+    use testkit::RedisServer;
+
+    fn nodes() -> Nodes {
+        let tunables = StoreTunables {
+            store_timeout: Duration::from_secs(1),
+            wait_timeout: Duration::from_secs(1),
+            primary_wait: Duration::from_secs(1),
+            breaker: BreakerSettings { failures: 2, cooldown: Duration::from_secs(60) },
+        };
+        let (_keep, tunables) = watch::channel(tunables);
+        Nodes::new(RedisCredentials { username: None, password: None }, None, tunables, Metrics::new())
+    }
+
+    fn dropped() -> RedisError {
+        std::io::Error::new(std::io::ErrorKind::ConnectionReset, "closed by the node").into()
+    }
+
+    #[tokio::test]
+    async fn calls_failing_together_on_one_dropped_connection_are_one_failure_of_the_node() {
+        let redis = tokio::task::spawn_blocking(RedisServer::primary).await.unwrap();
+        let addr: SocketAddr = redis.addr().parse().unwrap();
+        let nodes = nodes();
+        let ping = |mut c: MultiplexedConnection| async move { redis::cmd("PING").query_async::<String>(&mut c).await };
+        nodes.call(addr, Duration::from_secs(1), ping).await.unwrap();
+
+        // Four reads on the shared connection fail at once, as when the node
+        // closes every client connection: the breaker (2 failures) stays closed.
+        let in_flight = tokio::sync::Barrier::new(4);
+        let together = |_conn: MultiplexedConnection| async {
+            in_flight.wait().await;
+            Err::<(), _>(dropped())
+        };
+        let second = Duration::from_secs(1);
+        let results = tokio::join!(
+            nodes.call(addr, second, together),
+            nodes.call(addr, second, together),
+            nodes.call(addr, second, together),
+            nodes.call(addr, second, together),
+        );
+        for result in [results.0, results.1, results.2, results.3] {
+            assert!(matches!(result, Err(CallError::Connection(_))), "{result:?}");
+        }
+        assert_eq!(nodes.breaker(addr).state(Instant::now()), BreakerState::Closed);
+        nodes.call(addr, Duration::from_secs(1), ping).await.expect("a new connection answers");
+
+        // Failures on separate connections still add up and open it.
+        let failing = |_conn: MultiplexedConnection| async { Err::<(), _>(dropped()) };
+        for _ in 0..2 {
+            nodes.call(addr, Duration::from_secs(1), failing).await.unwrap_err();
+        }
+        assert_eq!(nodes.breaker(addr).state(Instant::now()), BreakerState::Open);
+    }
 }
