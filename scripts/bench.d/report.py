@@ -203,7 +203,7 @@ TABLE = [
         "web GET / | {req[web_get]} ({p50_p99[web_get]}) | ",
         "**web / constant** | {ratio[web_get_vs_constant]}",
         "redis-benchmark INCR (no pipelining) | {req[redis_incr]} | baseline",
-        "web-inc /inc (INCRBY + WAIT, acknowledged) | {req[web_inc]} ({p50_p99[web_inc]}) | ",
+        "web-inc /inc (INCR × n + WAIT, acknowledged) | {req[web_inc]} ({p50_p99[web_inc]}) | ",
         "**web-inc / INCR** | {ratio[inc_vs_redis_incr]}",
         "peak RSS web / web-inc | {rss_mb[web]} MB / {rss_mb[web_inc]} MB | {rss_target}",
         "increments acknowledged / final count | {increments[acknowledged]} / {increments[final_count]} | acked <= final",

@@ -53,6 +53,23 @@ def test_web_may_read_the_count_but_never_write_it(cluster):
     assert incr.startswith("NOPERM") and (get.isdigit() or get == ""), (incr, get)
 
 
+def test_web_inc_may_add_one_at_a_time_but_never_lower_or_set_the_count(cluster):
+    """web-inc's Redis user has INCR and nothing that moves the count by
+    more than one: a compromised web-inc cannot lower it or push it to the
+    64-bit limit."""
+    primary = cluster.primary()
+
+    def as_web_inc(*command):
+        return cluster.redis_cli(primary, *command, user="web-inc", password_file="redis-web-inc.password")
+
+    for command in (["INCRBY", "counter", "-1000"], ["INCRBY", "counter", "9223372036854775000"],
+                    ["DECR", "counter"], ["SET", "counter", "0"], ["DEL", "counter"], ["EVAL", "return 1", "0"]):
+        assert as_web_inc(*command).startswith("NOPERM"), command
+    before = int(cluster.redis_cli(primary, "GET", "counter", user="web", password_file="redis-web.password") or 0)
+    after = int(as_web_inc("INCR", "counter"))
+    assert after > before, (before, after)
+
+
 def scan(text):
     hits = lines_with_secret(text)
     assert hits == [], f"{len(hits)} line(s) with a secret, e.g. {hits[0][:60]}..."

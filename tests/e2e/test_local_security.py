@@ -261,9 +261,19 @@ def test_another_local_account_cannot_touch_the_count_or_the_topology(port, comm
 
 
 def test_a_service_user_cannot_do_what_it_does_not_need():
-    """web may only read the count: FLUSHALL and REPLICAOF are NOPERM for it."""
+    """web may only read the count: FLUSHALL, REPLICAOF and INCR are NOPERM for it."""
     web = target.local().redis("127.0.0.1", 6380, user="web")
-    for command in (["FLUSHALL"], ["REPLICAOF", "127.0.0.1", "9"], ["INCRBY", "counter", "1"]):
+    for command in (["FLUSHALL"], ["REPLICAOF", "127.0.0.1", "9"], ["INCR", "counter"]):
         with pytest.raises(RedisError, match="NOPERM"):
             web.call(*command)
     web.close()
+
+
+def test_web_inc_may_add_one_at_a_time_but_never_lower_or_set_the_count():
+    """web-inc's user has INCR, never INCRBY, DECR or SET: the count only goes up, by one."""
+    web_inc = target.local().redis("127.0.0.1", 6380, user="web-inc")
+    for command in (["INCRBY", "counter", "-1000"], ["DECR", "counter"], ["SET", "counter", "0"],
+                    ["DEL", "counter"]):
+        with pytest.raises(RedisError, match="NOPERM"):
+            web_inc.call(*command)
+    web_inc.close()

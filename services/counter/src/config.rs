@@ -157,7 +157,7 @@ struct Flags {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     read_lanes: u16,
 
-    /// Increment batches in flight at once, each one INCRBY + WAIT on its own connection (group commit)
+    /// Increment batches in flight at once, each one MULTI, INCR × n, EXEC + WAIT on its own connection (group commit)
     #[arg(long, env = "COUNTER_WRITE_LANES", value_name = "N", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     write_lanes: u16,

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`logic`]: the count, the [`CountStore`] trait the logic needs, its errors.
 //! - [`redis_store`]: the Redis adapter: replica reads with fallback, group-committed
-//!   `INCRBY` + `WAIT` writes, per-endpoint circuit breakers ([`breaker`]).
+//!   `INCR` × n + `WAIT` writes, per-endpoint circuit breakers ([`breaker`]).
 //! - [`discovery`]: Redis endpoints, fixed or followed in Consul with blocking queries;
 //!   the Consul connection: ACL token, TLS.
 //! - [`tls`]: the CA bundles and client identity read at start, rustls's crypto provider.

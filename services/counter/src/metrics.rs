@@ -93,7 +93,7 @@ impl Metrics {
         let write_batch = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
             "write_batch_size",
-            "Increments acknowledged by one INCRBY + WAIT (group commit)",
+            "Increments acknowledged by one transaction of INCRs + WAIT (group commit)",
             write_batch.clone(),
         );
         let reloads = Family::<OutcomeLabels, Counter>::default();

@@ -51,7 +51,7 @@ async fn increments_as_the_web_inc_user_and_is_refused_as_web() {
     for expected in 1..=3 {
         let response = client.post(&url).send().await.unwrap();
         assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), format!("{expected}\n"), "INCRBY + WAIT as web-inc");
+        assert_eq!(response.text().await.unwrap(), format!("{expected}\n"), "MULTI, INCR, EXEC + WAIT as web-inc");
     }
     replica.wait_for_value("counter", "3");
     let logs = stop(child);
@@ -59,7 +59,7 @@ async fn increments_as_the_web_inc_user_and_is_refused_as_web() {
 
     let (child, port) = start(&primary, "web");
     let refused = client.post(format!("http://127.0.0.1:{port}/inc")).send().await.unwrap();
-    assert_eq!(refused.status(), 503, "web's user may not INCRBY");
+    assert_eq!(refused.status(), 503, "web's user may not INCR");
     assert!(refused.headers().contains_key("retry-after"));
     let logs = stop(child);
     assert!(logs.to_lowercase().contains("noperm"), "the refusal is logged with Redis's reason:\n{logs}");
@@ -78,7 +78,22 @@ fn the_users_have_no_more_rights_than_their_service_needs() {
     assert!(primary.cli_as(web, &["GET", "other"]).contains("NOPERM"), "only the counter key");
     assert!(primary.cli_as(web_inc, &["SET", "counter", "1"]).contains("NOPERM"));
     assert!(primary.cli_as(web_inc, &["FLUSHALL"]).contains("NOPERM"));
-    assert!(primary.cli_as(web_inc, &["INCRBY", "other", "1"]).contains("NOPERM"), "only the counter key");
-    assert_eq!(primary.cli_as(web_inc, &["INCRBY", "counter", "2"]).trim(), "(integer) 2");
-    assert_eq!(primary.cli_as(web, &["GET", "counter"]).trim(), "\"2\"");
+    assert!(primary.cli_as(web_inc, &["INCR", "other"]).contains("NOPERM"), "only the counter key");
+    assert_eq!(primary.cli_as(web_inc, &["INCR", "counter"]).trim(), "(integer) 1");
+    // One at a time only: web-inc cannot lower the count or move it by more than one.
+    for command in [
+        &["INCRBY", "counter", "-5"][..],
+        &["INCRBY", "counter", "1000"],
+        &["DECR", "counter"],
+        &["DECRBY", "counter", "1"],
+        &["INCRBYFLOAT", "counter", "1"],
+        &["SETRANGE", "counter", "0", "9"],
+        &["GETSET", "counter", "0"],
+        &["DEL", "counter"],
+        &["EVAL", "return 1", "0"],
+        &["FCALL", "f", "0"],
+    ] {
+        assert!(primary.cli_as(web_inc, command).contains("NOPERM"), "{command:?} as web-inc");
+    }
+    assert_eq!(primary.cli_as(web, &["GET", "counter"]).trim(), "\"1\"");
 }

@@ -1,5 +1,5 @@
 //! The Redis adapter behind [`CountStore`]: reads from replicas (rotating, falling
-//! back to the primary), writes to the primary as group-committed `INCRBY` + `WAIT`,
+//! back to the primary), writes to the primary as group-committed `INCR` × n + `WAIT`,
 //! every call under a timeout and a per-endpoint circuit breaker.
 
 mod nodes;

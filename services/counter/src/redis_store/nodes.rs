@@ -69,16 +69,21 @@ impl CallError {
     /// The node refused a write before running it, so it applied nothing:
     /// READONLY (a replica now, demoted in a failover) or NOREPLICAS (a
     /// master without an in-sync replica: an old primary back from a
-    /// partition, its write guard on); alone or as one of a pipeline's errors.
+    /// partition, its write guard on); alone, as one of a pipeline's errors,
+    /// or as the reason an `EXEC` discarded its transaction (`EXECABORT`).
     pub(crate) fn is_write_refused_unapplied(&self) -> bool {
         const CODES: [&str; 2] = ["READONLY", "NOREPLICAS"];
+        let names_one = |code: &str, details: Option<&str>| {
+            CODES.contains(&code)
+                || (code == "EXECABORT" && details.is_some_and(|d| CODES.iter().any(|c| d.contains(c))))
+        };
         match self {
             CallError::Refused(err) => {
-                err.code().is_some_and(|code| CODES.contains(&code))
+                err.code().is_some_and(|code| names_one(code, err.detail()))
                     || err
                         .clone()
                         .into_server_errors()
-                        .is_some_and(|errors| errors.iter().any(|(_, e)| CODES.contains(&e.code())))
+                        .is_some_and(|errors| errors.iter().any(|(_, e)| names_one(e.code(), e.details())))
             }
             _ => false,
         }
@@ -320,5 +325,22 @@ mod tests {
             nodes.call(addr, Duration::from_secs(1), failing).await.unwrap_err();
         }
         assert_eq!(nodes.breaker(addr).state(Instant::now()), BreakerState::Open);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_discarded_for_want_of_replicas_applied_nothing() {
+        let redis = tokio::task::spawn_blocking(RedisServer::primary).await.unwrap();
+        let nodes = nodes();
+        let mut conn = nodes.connect(redis.addr().parse().unwrap()).await.unwrap();
+        redis::cmd("MULTI").query_async::<()>(&mut conn).await.unwrap();
+        redis::cmd("INCR").arg("counter").query_async::<()>(&mut conn).await.unwrap();
+        // The write guard turns on between the queued INCR and EXEC, as when
+        // the last replica falls behind in that moment.
+        redis.cli(&["CONFIG", "SET", "min-replicas-to-write", "1"]);
+        let err = redis::cmd("EXEC").query_async::<Vec<i64>>(&mut conn).await.unwrap_err();
+        assert!(CallError::Refused(err.clone()).is_write_refused_unapplied(), "{err:?}");
+        assert_eq!(redis.cli(&["EXISTS", "counter"]), "(integer) 0", "nothing applied");
+        let other = redis::cmd("EXEC").query_async::<()>(&mut conn).await.unwrap_err();
+        assert!(!CallError::Refused(other.clone()).is_write_refused_unapplied(), "{other:?}");
     }
 }

@@ -1,6 +1,10 @@
-//! Writes: every caller queued when a batch is sent shares one `INCRBY key n` and
-//! one `WAIT` (group commit), pipelined in a single round trip on a connection of
-//! the lane's own (`WAIT` blocks the connection it runs on). A batch is
+//! Writes: every caller queued when a batch is sent shares one transaction of
+//! `n` × `INCR key` (`MULTI` … `EXEC`) and one `WAIT` (group commit), pipelined
+//! in a single round trip on a connection of the lane's own (`WAIT` blocks the
+//! connection it runs on). `INCR`, not `INCRBY key n`: web-inc's Redis user may
+//! only add one at a time, so a compromised web-inc cannot lower the count or
+//! set it to anything (its ACL has no `INCRBY`, `DECR` or `SET`), and the
+//! transaction keeps the batch all-or-nothing. A batch is
 //! acknowledged only when every replica currently in sync confirmed it, and at
 //! least one did: Sentinel promotes the replica it believes most up to date, so
 //! "some replica has it" would not be enough with two or more replicas.
@@ -13,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use redis::RedisError;
 use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -101,7 +106,8 @@ pub(crate) async fn lane(shared: Arc<Shared>, shutdown: CancellationToken) {
             None => {}
             Some(Ok(Count(last))) => {
                 shared.metrics.write_batch(n);
-                // INCRBY n returned the last value: the batch owns last-n+1 ..= last.
+                // The transaction's n INCRs returned consecutive values, the
+                // last one here: the batch owns last-n+1 ..= last.
                 for (i, reply) in batch.into_iter().enumerate() {
                     let _ = reply.send(Ok(Count(last - (n - 1 - i) as i64)));
                 }
@@ -189,15 +195,11 @@ async fn write_once(
                 }
             };
             sent = true;
-            let (value, confirmed) = redis::pipe()
-                .cmd("INCRBY")
-                .arg(&settings.key)
-                .arg(n)
-                .cmd("WAIT")
-                .arg(wanted)
-                .arg(wait_ms)
-                .query_async::<(i64, i64)>(&mut c)
-                .await?;
+            let (values, confirmed) =
+                increments(&settings.key, n, wanted, wait_ms).query_async::<(Vec<i64>, i64)>(&mut c).await?;
+            let value = *values.last().ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::UnexpectedReturnType, "EXEC of the increments returned nothing"))
+            })?;
             if confirmed >= wanted {
                 return Ok((value, confirmed, wanted));
             }
@@ -252,6 +254,20 @@ async fn write_once(
             Err(err.into_store_error("incrementing"))
         }
     })
+}
+
+/// One batch of `n` increments and the `WAIT` for `wanted` replicas, as one
+/// pipeline: `MULTI`, `n` × `INCR key`, `EXEC` (its reply: the `n` values),
+/// `WAIT`. A node that refuses the writes (`READONLY`, `NOREPLICAS`) fails the
+/// queued commands and aborts the transaction (`EXECABORT`): none is applied.
+fn increments(key: &str, n: usize, wanted: i64, wait_ms: u64) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI").ignore();
+    for _ in 0..n {
+        pipe.cmd("INCR").arg(key).ignore();
+    }
+    pipe.cmd("EXEC").cmd("WAIT").arg(wanted).arg(wait_ms);
+    pipe
 }
 
 /// Of the nodes Consul names (every `redis-primary` when several are, the
