@@ -134,8 +134,6 @@ job "web-inc" {
       name     = "web-inc"
       provider = "consul"
       port     = "http"
-      # No retry middleware: an increment is not idempotent, and a retried
-      # request could count twice.
       tags = [
         "traefik.enable=true",
         "traefik.http.routers.web-inc.rule=PathPrefix(`/inc`)",
@@ -151,10 +149,17 @@ job "web-inc" {
         # trusted, so a client cannot pick another one): 429 + Retry-After
         # once it has used its second's worth. Checked before the request
         # reaches web-inc, so a refused increment counts nothing.
-        "traefik.http.routers.web-inc.middlewares=web-inc-limit",
+        "traefik.http.routers.web-inc.middlewares=web-inc-limit,web-inc-retry",
         "traefik.http.middlewares.web-inc-limit.ratelimit.average=${var.inc_limit_per_client}",
         "traefik.http.middlewares.web-inc-limit.ratelimit.period=1s",
         "traefik.http.middlewares.web-inc-limit.ratelimit.burst=${max(var.inc_limit_per_client, 1)}",
+        # An increment that could not reach an instance (connection refused:
+        # an instance gone since the catalog last looked, such as a returning
+        # machine's old allocations) goes to another. Never one the instance
+        # got: Traefik's standard engine stops retrying once it has written
+        # the request's headers, so an increment that may have counted is
+        # answered 502, not sent twice (tests/tools/test_gateway_inc_retry.py).
+        "traefik.http.middlewares.web-inc-retry.retry.attempts=2",
       ]
 
       # Traefik routes only to instances whose check passes. No check_restart:

@@ -186,7 +186,8 @@ job "web" {
         "traefik.http.services.web.loadbalancer.healthcheck.timeout=500ms",
         "traefik.http.routers.web.priority=10",
         # Reads are idempotent: a request that could not reach one instance
-        # is sent to another. web-inc has no such middleware.
+        # is sent to another, whatever happened to it on the first. web-inc's
+        # retry only resends what never reached an instance.
         "traefik.http.routers.web.middlewares=web-retry",
         "traefik.http.middlewares.web-retry.retry.attempts=3",
         # /metrics and /health/* belong to each instance's own address, not
