@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from counterops.target import CACHE
 
@@ -62,12 +63,6 @@ class Backend:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from conftest import free_port
 
 from counterops import role_watch
 from counterops.redis import Redis, parse_info
@@ -80,12 +81,6 @@ def test_a_watch_spec_must_name_a_node_and_its_address():
     for bad in ("198.18.0.11:6380", "m1=198.18.0.11", "m1=:6380", "m1=h:port"):
         with pytest.raises(Exception, match="NAME=HOST:PORT"):
             role_watch.parse_watch(bad)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
