@@ -64,18 +64,21 @@ def test_an_unknown_path_is_a_json_404():
 
 # --- routing -----------------------------------------------------------------
 
-def test_traefik_routes_inc_above_the_catch_all_and_never_retries_it():
+def test_traefik_routes_inc_above_the_catch_all_limited_then_retried_only_where_it_never_arrived():
     routers = {r["name"]: r for r in get_json(TRAEFIK_API + "/http/routers")}
 
     web, web_inc = routers["web@consulcatalog"], routers["web-inc@consulcatalog"]
     assert web["rule"] == "PathPrefix(`/`)" and web["priority"] == 10
     assert web_inc["rule"] == "PathPrefix(`/inc`)" and web_inc["priority"] == 100
     assert web_inc["priority"] > web["priority"]
-    # An increment is not idempotent: no retry middleware in front of web-inc,
-    # only the per-client limit (tests/e2e/test_rate_limit.py).
-    assert web_inc.get("middlewares") == ["web-inc-limit@consulcatalog"], web_inc.get("middlewares")
+    # The per-client limit first (tests/e2e/test_rate_limit.py), so a refused
+    # increment is never tried; then one retry, which Traefik's standard
+    # engine makes only when the request never reached an instance
+    # (tests/tools/test_gateway_inc_retry.py): an increment is not idempotent.
+    assert web_inc.get("middlewares") == ["web-inc-limit@consulcatalog", "web-inc-retry@consulcatalog"], \
+        web_inc.get("middlewares")
     middlewares = {m["name"]: m for m in get_json(TRAEFIK_API + "/http/middlewares")}
-    assert not any("retry" in middlewares.get(m, {}) for m in web_inc.get("middlewares", []))
+    assert middlewares["web-inc-retry@consulcatalog"]["retry"]["attempts"] == 2
 
 
 # --- Consul and Nomad --------------------------------------------------------

@@ -156,3 +156,14 @@ def test_an_increment_an_instance_received_is_never_sent_to_another(gateway):
     finally:
         closing.stop()
         counting.stop()
+
+
+def test_the_gateway_runs_the_standard_engine_that_makes_the_retry_safe():
+    """The fast proxy re-sends a POST whose body failed (docs/benchmarks.md):
+    with it, the retry on /inc could count an increment twice."""
+    repo = Path(__file__).resolve().parents[2]
+    for config in ("traefik/traefik.yml", "nomad/traefik.nomad.hcl"):
+        lines = [line.split("#", 1)[0].lower() for line in (repo / config).read_text().splitlines()]
+        assert not any("fastproxy" in line or "experimental" in line for line in lines), \
+            f"{config} turns on the fast proxy"
+
