@@ -25,6 +25,12 @@ variable "https" {
   default     = false
 }
 
+variable "services_tls" {
+  type        = bool
+  description = "Reach web and web-inc over mutual TLS (traefik/services-tls.yml; a cluster), as their jobs' services_tls says."
+  default     = false
+}
+
 variable "task_user" {
   type        = string
   description = "The unprivileged system user of this job's tasks, its own (counter-traefik; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
@@ -96,7 +102,8 @@ job "traefik" {
 
       # Traefik's file provider reloads these by itself; no restart.
       dynamic "template" {
-        for_each = concat(["fallback.yml", "dashboard.yml"], var.https ? ["gateway-tls.yml"] : [])
+        for_each = concat(["fallback.yml", "dashboard.yml"], var.https ? ["gateway-tls.yml"] : [],
+        var.services_tls ? ["services-tls.yml"] : [])
         content {
           data            = file("traefik/${template.value}")
           destination     = "local/dynamic/${template.value}"

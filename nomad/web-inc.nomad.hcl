@@ -28,13 +28,19 @@ variable "consul_http_addr" {
 
 variable "consul_cacert" {
   type        = string
-  description = "CA file to verify an https:// consul_http_addr against (empty: the system's CAs; the cluster: its own CA)."
+  description = "CA file to verify an https:// consul_http_addr against (empty: the system's CAs; a cluster: its Consul CA)."
   default     = ""
+}
+
+variable "services_tls" {
+  type        = bool
+  description = "Serve HTTPS only, with this host's web-inc certificate from /etc/counter/tls, and answer more than /health/* only to clients with a certificate of the services CA: the gateway (traefik's services_tls) and the metrics scraper (a cluster; false: plain HTTP, the local stack on loopback)."
+  default     = false
 }
 
 variable "redis_tls_ca" {
   type        = string
-  description = "CA file: connect to Redis over TLS and verify it against this CA (empty: plain TCP, the local stack on loopback)."
+  description = "CA file: connect to Redis over TLS and verify it against this CA (a cluster: its Redis CA; empty: plain TCP, the local stack on loopback)."
   default     = ""
 }
 
@@ -134,7 +140,7 @@ job "web-inc" {
       name     = "web-inc"
       provider = "consul"
       port     = "http"
-      tags = [
+      tags = concat([
         "traefik.enable=true",
         "traefik.http.routers.web-inc.rule=PathPrefix(`/inc`)",
         # Above web's catch-all PathPrefix(`/`) (10) and the 503 fallback for
@@ -160,17 +166,28 @@ job "web-inc" {
         # the request's headers, so an increment that may have counted is
         # answered 502, not sent twice (tests/tools/test_gateway_inc_retry.py).
         "traefik.http.middlewares.web-inc-retry.retry.attempts=2",
-      ]
+        ], var.services_tls ? [
+        # Over mutual TLS: Traefik's transport web-inc@file
+        # (traefik/services-tls.yml) checks the name web-inc.counter and
+        # presents the gateway's client certificate.
+        "traefik.http.services.web-inc.loadbalancer.server.scheme=https",
+        "traefik.http.services.web-inc.loadbalancer.serversTransport=web-inc@file",
+      ] : [])
 
       # Traefik routes only to instances whose check passes. No check_restart:
       # an unreachable store makes the service unready, and restarting it
       # would not bring the store back.
+      # Over HTTPS where the service serves it: the local Consul agent
+      # presents no client certificate, which /health/* alone accepts, and
+      # does not check the service's name (the gateway does).
       check {
-        name     = "ready"
-        type     = "http"
-        path     = "/health/ready"
-        interval = "1s"
-        timeout  = "1s"
+        name            = "ready"
+        type            = "http"
+        protocol        = var.services_tls ? "https" : "http"
+        tls_skip_verify = var.services_tls
+        path            = "/health/ready"
+        interval        = "1s"
+        timeout         = "1s"
       }
     }
 
@@ -212,15 +229,20 @@ job "web-inc" {
         change_mode = "restart"
       }
 
-      # The CA files of TLS to Consul and Redis (the cluster's), only when
-      # set: the service refuses an empty setting, and an env block cannot
-      # leave a variable out.
+      # The TLS files (a cluster's): the CAs of Consul and Redis, and the
+      # service's own HTTPS, only when set: the service refuses an empty
+      # setting, and an env block cannot leave a variable out.
       dynamic "template" {
-        for_each = var.consul_cacert == "" && var.redis_tls_ca == "" ? [] : ["tls.env"]
+        for_each = var.consul_cacert == "" && var.redis_tls_ca == "" && !var.services_tls ? [] : ["tls.env"]
         content {
           data = join("", [
             var.consul_cacert == "" ? "" : "CONSUL_CACERT=${var.consul_cacert}\n",
             var.redis_tls_ca == "" ? "" : "COUNTER_REDIS_TLS_CA=${var.redis_tls_ca}\n",
+            var.services_tls ? join("", [
+              "COUNTER_TLS_CERT=/etc/counter/tls/web-inc.pem\n",
+              "COUNTER_TLS_KEY=/etc/counter/tls/web-inc-key.pem\n",
+              "COUNTER_TLS_CLIENT_CA=/etc/counter/tls/services-ca.pem\n",
+            ]) : "",
           ])
           destination = "local/${template.value}"
           env         = true

@@ -33,6 +33,10 @@ RATIOS = {
     # GET carries the retry middleware, /inc does not.
     "gateway_get_vs_inc": ("gw_web_get", "gw_web_inc", 0.95),
     "gateway_vs_traefik_ceiling": ("gw_web_get", "gw_ceiling_default", None),
+    # What a cluster's mutual TLS from the gateway to the services costs the
+    # gateway's throughput (#23: at most 10 %).
+    "gateway_get_mtls_vs_plain": ("gw_web_get_mtls", "gw_web_get", 0.9),
+    "gateway_inc_mtls_vs_plain": ("gw_web_inc_mtls", "gw_web_inc", 0.9),
     "bare_traefik_vs_nginx": ("gw_ceiling_bare", "gw_ceiling_nginx", None),
     "nginx_proxy_vs_constant": ("gw_ceiling_nginx", "direct_constant", None),
     "bare_traefik_vs_constant": ("gw_ceiling_bare", "direct_constant", None),
@@ -53,6 +57,9 @@ COSTS = {
     "web_cpu_behind_gateway_vs_direct_closed_loop": ("gw_web_get", "direct_web_get", "cpu_backend", None),
     "web_cpu_behind_bare_std_traefik_vs_direct": ("lat_bare_std_web", "lat_direct_web_get", "cpu_backend", None),
     "web_cpu_with_traefik_headers_vs_without": ("lat_direct_web_get_headers", "lat_direct_web_get", "cpu_backend", None),
+    # Where the mutual TLS hop's cost lands: Traefik's CPU and web's, per request.
+    "gateway_cpu_mtls_vs_plain": ("gw_web_get_mtls", "gw_web_get", "cpu_traefik", None),
+    "web_cpu_mtls_vs_plain": ("gw_web_get_mtls", "gw_web_get", "cpu_backend", None),
     # The tail at half the gateway's GET maximum, whole chain and hop by hop.
     "gateway_get_p99_vs_bare_std_traefik": ("lat_gw_web_get", "lat_bare_std_constant", "p99", 2.0),
     "gateway_constant_p99_vs_bare_std_traefik": ("lat_gw_constant", "lat_bare_std_constant", "p99", None),
@@ -249,6 +256,12 @@ TABLE = [
         "**gateway ceiling / bare standard-engine Traefik** | {ratio[gateway_ceiling_vs_bare_std_traefik]}",
         "**gateway GET / bare standard-engine Traefik** | {ratio[gateway_get_vs_bare_std_traefik]}",
         "**gateway GET / gateway /inc** | {ratio[gateway_get_vs_inc]}",
+        "GET / and /inc through the gateway, mutual TLS to the services (a cluster's hop)"
+        " | {req[gw_web_get_mtls]}; {req[gw_web_inc_mtls]} | ",
+        "**gateway GET, mutual TLS / plain HTTP to web** | {ratio[gateway_get_mtls_vs_plain]}",
+        "**gateway /inc, mutual TLS / plain HTTP to web-inc** | {ratio[gateway_inc_mtls_vs_plain]}",
+        "CPU per request, mutual TLS / plain: Traefik; web"
+        " | {costs[gateway_cpu_mtls_vs_plain]}x; {costs[web_cpu_mtls_vs_plain]}x | ",
         "web's CPU per request, us: through the gateway / direct (closed loop)"
         " | {cpu[gw_web_get]} / {cpu[direct_web_get]} | Redis GETs per request: {gets[gw_web_get]} / {gets[direct_web_get]}",
         "**web CPU behind the gateway / direct, closed loop** | {cost[web_cpu_behind_gateway_vs_direct_closed_loop]}",

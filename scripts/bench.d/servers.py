@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -26,19 +27,26 @@ def url(port, path="/"):
     return f"http://127.0.0.1:{port}{path}"
 
 
-def get(address):
-    """The body of a GET; OSError on a failure or a 4xx/5xx answer (as curl -f)."""
-    with OPENER.open(address, timeout=5) as answer:
+def get(address, pki=None):
+    """The body of a GET; OSError on a failure or a 4xx/5xx answer (as curl
+    -f). An https:// ADDRESS is trusted with PKI's CA, by address alone (the
+    services' certificates name web.counter, not 127.0.0.1)."""
+    opener = OPENER
+    if pki:
+        context = ssl.create_default_context(cafile=pki / "ca.pem")
+        context.check_hostname = False
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context))
+    with opener.open(address, timeout=5) as answer:
         return answer.read().decode()
 
 
-def wait_http(p, what, address):
+def wait_http(p, what, address, pki=None):
     """Returns once ADDRESS answers; dies with the end of P's log if P exits."""
     def answers():
         if p.poll() is not None:
             sys.stderr.writelines(p.log.read_text(errors="replace").splitlines(keepends=True)[-20:])
             die(f"pid {p.pid} exited before {what}; the end of its log is above")
-        return get(address) is not None
+        return get(address, pki) is not None
 
     until(what, answers, 20, interval=0.2)
 
@@ -82,10 +90,13 @@ def constant(b, name, port, *mode):
     return p
 
 
-def service(b, name, port, binary, *flags, ready=False):
-    """A service, live (with READY: ready, its Redis reached)."""
-    p = b.start(name, BIN / binary, "--listen", f"127.0.0.1:{port}", "--log-level", "warn", *flags)
-    wait_http(p, f"{name} on :{port}", url(port, "/health/ready" if ready else "/health/live"))
+def service(b, name, port, binary, *flags, ready=False, pki=None):
+    """A service, live (with READY: ready, its Redis reached); with PKI
+    (make_pki), serving HTTPS only, as in a cluster."""
+    tls = tls_flags(pki, binary) if pki else []
+    p = b.start(name, BIN / binary, "--listen", f"127.0.0.1:{port}", "--log-level", "warn", *flags, *tls)
+    health = url(port, "/health/ready" if ready else "/health/live")
+    wait_http(p, f"{name} on :{port}", health.replace("http:", "https:") if pki else health, pki)
     return p
 
 
@@ -118,17 +129,31 @@ def redis(b, primary, replica, pki=None):
 
 
 def make_pki(pki):
-    """A throwaway CA and a server certificate it signed for IP 127.0.0.1 (as
-    the cluster's Redis certificates carry the host's IP), ECDSA P-256."""
+    """A throwaway CA (ECDSA P-256) and what it signed, as a cluster's carry:
+    server.pem for IP 127.0.0.1 (Redis), web.pem and web-inc.pem named
+    web.counter and web-inc.counter (the services' own HTTPS), client.pem
+    (clientAuth: the gateway's certificate to the services); each with its
+    .key."""
     pki.mkdir()
-    (pki / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for cmd in (["req", "-x509", *key, "-days", "1", "-subj", "/CN=Counter bench CA", "-keyout", "ca.key", "-out", "ca.pem"],
-                ["req", *key, "-subj", "/CN=redis bench", "-keyout", "server.key", "-out", "server.csr"],
-                ["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "1", "-days", "1",
-                 "-extfile", "san.ext", "-out", "server.pem"]):
-        subprocess.run(["openssl", *cmd], cwd=pki, check=True, capture_output=True)
+    subprocess.run(["openssl", "req", "-x509", *key, "-days", "1", "-subj", "/CN=Counter bench CA", "-keyout", "ca.key",
+                    "-out", "ca.pem"], cwd=pki, check=True, capture_output=True)
+    for serial, (stem, ext) in enumerate((("server", "subjectAltName=IP:127.0.0.1"),
+                                          ("web", "subjectAltName=DNS:web.counter\nextendedKeyUsage=serverAuth"),
+                                          ("web-inc", "subjectAltName=DNS:web-inc.counter\nextendedKeyUsage=serverAuth"),
+                                          ("client", "extendedKeyUsage=clientAuth")), start=1):
+        (pki / f"{stem}.ext").write_text(ext + "\n")
+        for cmd in (["req", *key, "-subj", f"/CN={stem} bench", "-keyout", f"{stem}.key", "-out", f"{stem}.csr"],
+                    ["x509", "-req", "-in", f"{stem}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", str(serial),
+                     "-days", "1", "-extfile", f"{stem}.ext", "-out", f"{stem}.pem"]):
+            subprocess.run(["openssl", *cmd], cwd=pki, check=True, capture_output=True)
     return pki
+
+
+def tls_flags(pki, binary):
+    """A service's flags to serve HTTPS as in a cluster: its certificate, and
+    client certificates of the bench's CA past /health/*."""
+    return ["--tls-cert", pki / f"{binary}.pem", "--tls-key", pki / f"{binary}.key", "--tls-client-ca", pki / "ca.pem"]
 
 
 # The proxy-hop baseline: one worker process, no access log, HTTP/1.1 with a
@@ -182,6 +207,6 @@ def traefik(b, name, admin, knobs, entrypoints):
     p = b.start(name, Path(os.environ["COUNTER_CACHE"], "bin/traefik"), f"--configFile={b.work / name}/traefik.yml", env=env)
     b.log_sinks.append(p.log)  # its access log grows ~0.5 KB a request
     wait_http(p, f"{name} to answer /ping on :{admin}", url(admin, "/ping"))
-    for port, _ in entrypoints.values():
+    for port, *_ in entrypoints.values():
         wait_http(p, f"{name} to route :{port}", url(port))
     return p

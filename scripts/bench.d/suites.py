@@ -61,20 +61,24 @@ def stack(b):
     open loop at half this round's maximum, hop by hop: each proxy in front of
     the constant server, the gateway in front of web's routes over memory,
     then web over Redis; web direct with and without Traefik's headers. /inc
-    under a GET flood, split vs one process. Ports BASE+5..BASE+20 and
-    BASE+25..BASE+30."""
+    under a GET flood, split vs one process. The gateway's hop to the services
+    over mutual TLS (a cluster's) against plain HTTP (the local stack's).
+    Ports BASE+5..BASE+20 and BASE+25..BASE+33."""
     base = b.base + 5
     claim_ports(base, 16)
-    claim_ports(b.base + 25, 6)
+    claim_ports(b.base + 25, 9)
     (primary, replica, constant, web1, web2, web3, inc, role_all,
      gw_admin, gw_web, gw_web2, gw_web3, gw_ceiling, bare_admin, bare_ceiling, nginx) = range(base, base + 16)
-    memory, gw_memory, std_admin, std_ceiling, std_web, _ = range(b.base + 25, b.base + 31)
+    memory, gw_memory, std_admin, std_ceiling, std_web, _, web_tls, inc_tls, gw_tls = range(b.base + 25, b.base + 34)
+    pki = servers.make_pki(b.work / "pki-stack")
     redis = servers.redis(b, primary, replica).pid
     flags = redis_flags(primary, replica)
     backend = servers.constant(b, "constant-s", constant).pid
     memory_p = servers.constant(b, "memory-s", memory, "memory").pid
     webs = [servers.service(b, f"web-{p}", p, "web", *flags) for p in (web1, web2, web3)]
     inc_p = servers.service(b, "web-inc-s", inc, "web-inc", *flags, ready=True)
+    web_tls_p = servers.service(b, "web-tls", web_tls, "web", *flags, pki=pki)
+    servers.service(b, "web-inc-tls", inc_tls, "web-inc", *flags, ready=True, pki=pki)
     # The same code with both routes in one process (the hidden --role all).
     all_p = servers.service(b, "web-all", role_all, "web", "--role", "all", *flags, ready=True)
     log("starting Traefik with the project's configuration, bare Traefik (standard engine, fast proxy), nginx")
@@ -83,6 +87,7 @@ def stack(b):
         "web2": (gw_web2, {"web": [web1, web2], "web-inc": [inc]}),
         "web3": (gw_web3, {"web": [web1, web2, web3], "web-inc": [inc]}),
         "memory": (gw_memory, {"web": [memory], "web-inc": [memory]}),
+        "mtls": (gw_tls, {"web": [web_tls], "web-inc": [inc_tls]}, pki),
         "ceiling": (gw_ceiling, {"web": [constant], "web-inc": [constant]})})
     std = servers.traefik(b, "traefik-bare-std", std_admin, ["bare", "fastproxy=off"], {
         "ceiling": (std_ceiling, {"web": [constant]}), "web": (std_web, {"web": [web1]})})
@@ -98,6 +103,8 @@ def stack(b):
         b.wrk("gw_ceiling_bare", url(bare_ceiling), traefik=bare.pid, backend=backend)
         b.wrk("gw_ceiling_nginx", url(nginx), nginx=nginx_worker, backend=backend)
         rate = half(b.wrk("gw_web_get", url(gw_web), gets_on=replica, traefik=gw.pid, backend=web, replica=redis))
+        # The same through the gateway's mutual TLS to web (a cluster's hop).
+        b.wrk("gw_web_get_mtls", url(gw_tls), gets_on=replica, traefik=gw.pid, backend=web_tls_p.pid, replica=redis)
         b.wrk("direct_web_get", url(web1), gets_on=replica, backend=web, replica=redis)
         # Latency at one rate, half of GET's maximum through the gateway: the
         # whole chain, then each hop alone, so the p99s show which adds the
@@ -115,6 +122,7 @@ def stack(b):
         b.wrk("gw_web_get_x2", url(gw_web2))
         b.wrk("gw_web_get_x3", url(gw_web3))
         rate = half(b.wrk("gw_web_inc", url(gw_web, "/inc")))
+        b.wrk("gw_web_inc_mtls", url(gw_tls, "/inc"))
         b.wrk("direct_web_inc", url(inc, "/inc"))
         b.loadgen("lat_gw_web_inc", url(gw_web, "/inc"), rate)
         b.wrk("gw_mix", url(gw_web), mix=10)

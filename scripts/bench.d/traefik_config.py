@@ -49,6 +49,18 @@ def tags_to_dynamic(hcl_files):
     return dynamic
 
 
+def services_transports(repo, pki):
+    """traefik/services-tls.yml's transports (a cluster's mutual TLS to the
+    services) with the bench's certificates (servers.make_pki) for the host's."""
+    text = (repo / "traefik" / "services-tls.yml").read_text()
+    for host_file, bench_file in (("services-ca.pem", "ca.pem"), ("gateway-client.pem", "client.pem"),
+                                  ("gateway-client-key.pem", "client.key")):
+        text = text.replace(f"/etc/counter/tls/{host_file}", str(pki / bench_file))
+    transports = yaml.safe_load(text)["http"]["serversTransports"]
+    assert "/etc/counter" not in yaml.safe_dump(transports), "services-tls.yml names a file the bench has no copy of"
+    return transports
+
+
 def bench_dynamic(repo, entrypoints, knobs):
     project = tags_to_dynamic(sorted((repo / "nomad").glob("web*.nomad.hcl")))
     fallback = yaml.safe_load((repo / "traefik" / "fallback.yml").read_text())
@@ -62,7 +74,9 @@ def bench_dynamic(repo, entrypoints, knobs):
         if limit is None:
             del middlewares[name]
     out = {"routers": {}, "middlewares": middlewares, "services": {}}
-    for ep, (_, backends) in entrypoints.items():
+    for ep, (_, backends, *pki) in entrypoints.items():
+        if pki:
+            out["serversTransports"] = services_transports(repo, pki[0])
         for name, router in routers.items():
             # No entryPoints: the default ones (asDefault), which is the gateway's.
             assert router.get("entryPoints", [GATEWAY]) == [GATEWAY], f"router {name}: not on the gateway entrypoint"
@@ -82,7 +96,14 @@ def bench_dynamic(repo, entrypoints, knobs):
                 lb = copy.deepcopy(job_service.get("loadbalancer", {}))
                 if "healthcheck" in lb:
                     lb["healthCheck"] = lb.pop("healthcheck")
-                lb["servers"] = [{"url": f"http://127.0.0.1:{p}"} for p in backends[router["service"]]]
+                # A cluster's mutual TLS to the services (the jobs' services_tls
+                # tags): on the entrypoints given a PKI, with the bench's files.
+                lb.pop("server", None)
+                lb.pop("serversTransport", None)
+                scheme = "https" if pki else "http"
+                lb["servers"] = [{"url": f"{scheme}://127.0.0.1:{p}"} for p in backends[router["service"]]]
+                if pki:
+                    lb["serversTransport"] = router["service"]
                 out["services"][clone["service"]] = {"loadBalancer": lb}
             out["routers"][f"{ep}-{name}"] = clone
     return {"http": out}
@@ -92,7 +113,7 @@ def bench_static(repo, out_dir, entrypoints, admin_port, knobs):
     static = yaml.safe_load((repo / "traefik" / "traefik.yml").read_text())
     gateway = static["entryPoints"][GATEWAY]
     static["entryPoints"] = {ADMIN: {**static["entryPoints"][ADMIN], "address": f"127.0.0.1:{admin_port}"}}
-    for ep, (port, _) in entrypoints.items():
+    for ep, (port, *_) in entrypoints.items():
         static["entryPoints"][ep] = {**copy.deepcopy(gateway), "address": f"127.0.0.1:{port}"}
     throttle = static["providers"].get("providersThrottleDuration")
     static["providers"] = {"file": {"directory": str(out_dir / "dynamic"), "watch": False}}
@@ -148,7 +169,9 @@ def bare(out_dir, entrypoints, admin_port, fast_proxy):
 def write(repo, out_dir, admin_port, entrypoints, knobs):
     """OUT_DIR/traefik.yml (static) and OUT_DIR/dynamic/routes.yml for a Traefik
     with an admin entrypoint (ping) on ADMIN_PORT and ENTRYPOINTS (name: (port,
-    {service: backend ports})), tuned by KNOBS."""
+    {service: backend ports}[, pki])), tuned by KNOBS. An entrypoint with a PKI
+    (servers.make_pki) reaches its backends as a cluster's gateway does: over
+    mutual TLS (traefik/services-tls.yml)."""
     if "bare" in knobs:
         if set(knobs) - {"bare", "fastproxy=off"}:
             raise SystemExit("traefik_config.py: bare takes no other knob than fastproxy=off")

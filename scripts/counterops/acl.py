@@ -200,8 +200,11 @@ def apply(t, phase="all", path=DATA):
     if phase in ("nomad", "all"):
         bootstrap_nomad(t)
         # The Nomad agent beside each Consul server serves its keys on loopback.
-        jwks = ("https" if t.ca else "http") + "://127.0.0.1:4646/.well-known/jwks.json"
-        ca = Path(t.ca).read_text() if t.ca else None
+        # Over HTTPS it trusts Nomad's CA alone: no other role's key can serve
+        # it keys that would let a forged identity in.
+        nomad_ca = t.ca("nomad")
+        jwks = ("https" if nomad_ca else "http") + "://127.0.0.1:4646/.well-known/jwks.json"
+        ca = Path(nomad_ca).read_text() if nomad_ca else None
         apply_consul(t, data["consul"], jwks, ca)
         apply_nomad(t, data["nomad"])
 

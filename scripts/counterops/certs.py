@@ -1,29 +1,58 @@
 """Creates the TLS certificates of a Counter cluster that do not exist yet
-(or no longer name their host's address), in DIR/tls (0700; keys 0600), and
-prints the name of each file it wrote. One CA per cluster signs everything;
-its key never leaves this directory (the hosts get certificates and their
-own keys only). A second run with the same hosts writes nothing.
+(or no longer name their host's address, or come from another CA), in
+DIR/tls (0700; keys 0600), and prints the name of each file it wrote. A
+second run with the same hosts writes nothing.
+
+One CA per role (DIR/tls/ca/ROLE.pem: consul, nomad, redis, gateway,
+services) signs
+that role's certificates, and every client trusts only the CA of the role it
+talks to (DIR/tls/ROLE-ca.pem, the file the hosts and tools get): a leaf of
+one role cannot pose as another to any client, even to one that checks no
+name (Redis checks none; Consul's fetch of Nomad's keys checks the address).
+The gateway's key, the one most exposed, is worth nothing inside the
+cluster. The CAs' keys never leave this directory (the hosts get
+certificates and their own keys only).
+
+A cluster made before the CAs were per role has DIR/tls/ca.pem, the one CA
+that signed everything: while that file exists every ROLE-ca.pem also
+trusts it, so hosts that still present its leaves and hosts with new ones
+verify each other during the deploy that replaces them. Once that deploy
+has run, delete DIR/tls/ca.pem and ca-key.pem and deploy again: the old CA
+is trusted nowhere (docs/deploy.md, "Certificates").
 
   python -m counterops.certs DIR [--gateway-ip ADDR] --servers HOST,... HOST:ADDR ...
 
 Run with Ansible's python (scripts/deploy): it has the cryptography package.
 
-Per host (ECDSA P-256, two years; the CA ten):
+Per host (ECDSA P-256, two years; the CAs ten):
   HOST-consul.pem  Consul agent. Servers carry server.<dc>.consul, which
-                   Consul's verify_server_hostname checks; clients carry
-                   client.<dc>.consul, so a client host can never pose as a
-                   server.
+                   Consul's verify_server_hostname checks, so a client host
+                   can never pose as a server; every agent carries
+                   client.<dc>.consul, the name the operators' CLI checks
+                   (CONSUL_TLS_SERVER_NAME) on whichever host it asks.
   HOST-nomad.pem   Nomad agent: server.global.nomad (servers) and
                    client.global.nomad (every host runs a client), the same
-                   rule for verify_server_hostname.
+                   rule for verify_server_hostname; the CLI checks
+                   client.global.nomad (NOMAD_TLS_SERVER_NAME).
   HOST-redis.pem   Redis and Sentinel: server and client of each other
                    (replication, Sentinel's links), named by IP.
   HOST-gateway.pem Traefik's HTTPS entrypoint; with --gateway-ip, also the
                    floating gateway address any host may hold.
-Every certificate also names localhost, 127.0.0.1, HOST and ADDR, so a tool
-on the host and a peer on the cluster network verify the same certificate.
-cli.pem is a client certificate for operators' tools (Nomad and Consul CLI,
-the tests' positive controls); it names no server.
+  HOST-web.pem, HOST-web-inc.pem
+                   The services' own HTTPS (services CA), named web.counter
+                   and web-inc.counter, the names Traefik checks
+                   (traefik/services-tls.yml): web's key cannot pose as
+                   web-inc.
+  HOST-gateway-client.pem
+                   Traefik's client certificate to the services (services
+                   CA, clientAuth only): what lets it past their /health/*.
+Every certificate of Consul, Nomad, Redis and the gateway also names
+localhost, 127.0.0.1, HOST and ADDR, so a tool on the host and a peer on the
+cluster network verify the same certificate.
+cli.pem is a client certificate of the Nomad CA for operators' tools (the
+Nomad CLI, the tests' positive controls); it names no server.
+cli-services.pem is the operators' client certificate to the services
+(services CA): scripts/status reads each instance's /metrics with it.
 """
 
 import datetime
@@ -40,6 +69,9 @@ DATACENTER = os.environ.get("COUNTER_DATACENTER", "dc1")
 REGION = "global"
 LEAF_DAYS = 730
 CA_DAYS = 3650
+ROLES = ("consul", "nomad", "redis", "gateway", "services")
+# The one CA of a cluster made before the CAs were per role.
+LEGACY_CA = "ca.pem"
 SERVER_AND_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
@@ -60,8 +92,11 @@ def key_pem(key):
                              serialization.NoEncryption())
 
 
-def load_or_make_ca(tls):
-    cert_path, key_path = os.path.join(tls, "ca.pem"), os.path.join(tls, "ca-key.pem")
+def load_or_make_ca(tls, role):
+    """The CA of ROLE (cert, key) from TLS/ca/, made when missing."""
+    cas = os.path.join(tls, "ca")
+    os.makedirs(cas, mode=0o700, exist_ok=True)
+    cert_path, key_path = os.path.join(cas, f"{role}.pem"), os.path.join(cas, f"{role}-key.pem")
     if os.path.exists(cert_path) and os.path.exists(key_path):
         with open(cert_path, "rb") as f:
             cert = x509.load_pem_x509_certificate(f.read())
@@ -69,10 +104,10 @@ def load_or_make_ca(tls):
             key = serialization.load_pem_private_key(f.read(), password=None)
         return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
-    # A name unique to this cluster: two clusters' CAs are never confused.
+    # A name unique to this cluster and role: two CAs are never confused.
     name = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Counter"),
-        x509.NameAttribute(NameOID.COMMON_NAME, f"Counter cluster CA {os.urandom(4).hex()}"),
+        x509.NameAttribute(NameOID.COMMON_NAME, f"Counter {role} CA {os.urandom(4).hex()}"),
     ])
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name)
@@ -92,12 +127,31 @@ def load_or_make_ca(tls):
     return cert, key
 
 
-def current_names(path):
-    """The SANs of an existing certificate, or None when there is none."""
+def write_trust(tls, role, ca_cert):
+    """TLS/ROLE-ca.pem: what ROLE's clients trust. The role's CA, and the
+    one CA of a cluster from before the per-role CAs while its file is there."""
+    pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    legacy = os.path.join(tls, LEGACY_CA)
+    if os.path.exists(legacy):
+        with open(legacy, "rb") as f:
+            pem += f.read()
+    path = os.path.join(tls, f"{role}-ca.pem")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            if f.read() == pem:
+                return
+    write(path, pem, 0o644)
+
+
+def current_names(path, issuer):
+    """The SANs of an existing certificate ISSUER signed, or None when there
+    is none."""
     if not os.path.exists(path):
         return None
     with open(path, "rb") as f:
         cert = x509.load_pem_x509_certificate(f.read())
+    if cert.issuer != issuer:
+        return None
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -107,13 +161,13 @@ def current_names(path):
 
 
 def issue(tls, ca, stem, common_name, dns, ips, usages):
-    """Writes STEM.pem and STEM-key.pem unless a certificate with exactly
-    these names is already there."""
+    """Writes STEM.pem and STEM-key.pem unless a certificate CA signed with
+    exactly these names is already there."""
+    ca_cert, ca_key = ca
     cert_path, key_path = os.path.join(tls, stem + ".pem"), os.path.join(tls, stem + "-key.pem")
     wanted = set(dns) | set(ips)
-    if current_names(cert_path) == wanted and os.path.exists(key_path):
+    if current_names(cert_path, ca_cert.subject) == wanted and os.path.exists(key_path):
         return
-    ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     sans = [x509.DNSName(d) for d in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
     cert = (x509.CertificateBuilder()
@@ -163,19 +217,26 @@ def main():
     tls = os.path.join(directory, "tls")
     os.makedirs(tls, mode=0o700, exist_ok=True)
     os.chmod(tls, 0o700)
-    ca = load_or_make_ca(tls)
+    ca = {role: load_or_make_ca(tls, role) for role in ROLES}
+    for role in ROLES:
+        write_trust(tls, role, ca[role][0])
     for name, addr, server in hosts:
         local = ["localhost", name]
         ips = ["127.0.0.1", addr]
-        consul = [f"server.{DATACENTER}.consul"] if server else [f"client.{DATACENTER}.consul"]
+        consul = ([f"server.{DATACENTER}.consul"] if server else []) + [f"client.{DATACENTER}.consul"]
         nomad = ([f"server.{REGION}.nomad"] if server else []) + [f"client.{REGION}.nomad"]
-        issue(tls, ca, f"{name}-consul", f"{name} consul", consul + local, ips, SERVER_AND_CLIENT)
-        issue(tls, ca, f"{name}-nomad", f"{name} nomad", nomad + local, ips, SERVER_AND_CLIENT)
-        issue(tls, ca, f"{name}-redis", f"{name} redis", local, ips, SERVER_AND_CLIENT)
-        issue(tls, ca, f"{name}-gateway", f"{name} gateway", local, ips + gateway_ips,
+        issue(tls, ca["consul"], f"{name}-consul", f"{name} consul", consul + local, ips, SERVER_AND_CLIENT)
+        issue(tls, ca["nomad"], f"{name}-nomad", f"{name} nomad", nomad + local, ips, SERVER_AND_CLIENT)
+        issue(tls, ca["redis"], f"{name}-redis", f"{name} redis", local, ips, SERVER_AND_CLIENT)
+        issue(tls, ca["gateway"], f"{name}-gateway", f"{name} gateway", local, ips + gateway_ips,
               [ExtendedKeyUsageOID.SERVER_AUTH])
-    issue(tls, ca, "cli", "operator", [f"cli.{REGION}.nomad", f"cli.{DATACENTER}.consul"], [],
-          [ExtendedKeyUsageOID.CLIENT_AUTH])
+        for service in ("web", "web-inc"):
+            issue(tls, ca["services"], f"{name}-{service}", f"{name} {service}", [f"{service}.counter"], [],
+                  [ExtendedKeyUsageOID.SERVER_AUTH])
+        issue(tls, ca["services"], f"{name}-gateway-client", f"{name} gateway", ["gateway.counter"], [],
+              [ExtendedKeyUsageOID.CLIENT_AUTH])
+    issue(tls, ca["nomad"], "cli", "operator", [f"cli.{REGION}.nomad"], [], [ExtendedKeyUsageOID.CLIENT_AUTH])
+    issue(tls, ca["services"], "cli-services", "operator", ["operator.counter"], [], [ExtendedKeyUsageOID.CLIENT_AUTH])
 
 
 if __name__ == "__main__":

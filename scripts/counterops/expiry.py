@@ -1,6 +1,6 @@
 """When a cluster's certificates expire: the one each TLS endpoint of each
 host serves (what its clients verify, so a renewed file that no agent has
-loaded yet still counts as the old one), and the CA's. scripts/status shows
+loaded yet still counts as the old one), and each role's CA. scripts/status shows
 them and fails under WARN_DAYS; the leaves are issued for two years
 (counterops.certs), and nothing renews them by itself yet.
 """
@@ -11,9 +11,11 @@ import subprocess
 import time
 
 WARN_DAYS = 30
-# (what, port, on servers only): every TLS listener of docs/deploy.md's firewall table.
-ENDPOINTS = [("consul https", 8501, False), ("nomad https", 4646, False), ("redis", 6380, False),
-             ("sentinel", 26380, True), ("gateway https", 8443, False)]
+# (what, port, on servers only, whose CA): every TLS listener of docs/deploy.md's firewall table.
+ENDPOINTS = [("consul https", 8501, False, "consul"), ("nomad https", 4646, False, "nomad"),
+             ("redis", 6380, False, "redis"), ("sentinel", 26380, True, "redis"),
+             ("gateway https", 8443, False, "gateway")]
+ROLES = ("consul", "nomad", "redis", "gateway", "services")
 
 
 def days_left(not_after, now=None):
@@ -43,7 +45,7 @@ def file_not_after(path):
 
 
 def rows(t):
-    """[[machine, what, address, expires, days left, note]] for the CA and every
+    """[[machine, what, address, expires, days left, note]] for each CA and every
     endpoint, and whether all are readable and more than WARN_DAYS away."""
     table, healthy = [], True
 
@@ -60,9 +62,11 @@ def rows(t):
         healthy = healthy and not note
         table.append([machine, what, where, not_after, days, note])
 
-    add("-", "cluster CA", t.ca, lambda: file_not_after(t.ca))
+    for role in ROLES:
+        add("-", f"{role} CA", t.ca(role), lambda role=role: file_not_after(t.ca(role)))
     for name, host in t.hosts.items():
-        for what, port, servers_only in ENDPOINTS:
+        for what, port, servers_only, role in ENDPOINTS:
             if not servers_only or name in t.servers:
-                add(name, what, f"{host.addr}:{port}", lambda port=port, host=host: served(host.addr, port, t.ca))
+                add(name, what, f"{host.addr}:{port}",
+                    lambda port=port, host=host, role=role: served(host.addr, port, t.ca(role)))
     return table, healthy

@@ -25,8 +25,9 @@ REPO = Path(__file__).resolve().parents[2]
 # In submission order: the gateway first, so it routes the services as soon
 # as they register; the autoscaler last, once web exists.
 JOBS = ["traefik", "web", "web-inc", "autoscaler"]
-# Where the deploy installs the cluster's CA certificate on every host.
-CLUSTER_CA = "/etc/counter/tls/ca.pem"
+# Where the deploy installs the CAs of Consul and Redis on every host
+# (deploy/roles/counter_node): each client trusts its peer's role alone.
+CONSUL_CA, REDIS_CA = "/etc/counter/tls/consul-ca.pem", "/etc/counter/tls/redis-ca.pem"
 DEPLOY_VARIABLE = "counter/deploy"
 
 
@@ -51,14 +52,15 @@ def job_vars(profile, job, clients, args, settings=None):
             die(f"no --artifact {job}=VERSION:SHA256 given (or --keep-artifacts with a var file)")
         v.setdefault("artifact_url", args.artifact_url)
     if profile == "cluster" and job == "traefik":
-        # Every address of the host (its own and the floating one), and HTTPS.
-        v.update(gateway_bind="", https="true")
+        # Every address of the host (its own and the floating one), HTTPS,
+        # and mutual TLS to the services.
+        v.update(gateway_bind="", https="true", services_tls="true")
     if profile == "cluster" and job in ("web", "web-inc"):
         # One instance per host: losing a host loses one instance, not all.
-        # TLS to Consul (its HTTPS port on loopback) and to Redis, both
-        # verified against the cluster's CA (deploy/roles/counter_node).
-        v.update(distinct_hosts="true", canary="0", consul_http_addr="https://127.0.0.1:8501", consul_cacert=CLUSTER_CA,
-                 redis_tls_ca=CLUSTER_CA, count="2")
+        # TLS to Consul (its HTTPS port on loopback) and to Redis, each
+        # verified against the CA of its role; HTTPS from the gateway only.
+        v.update(distinct_hosts="true", canary="0", consul_http_addr="https://127.0.0.1:8501", consul_cacert=CONSUL_CA,
+                 redis_tls_ca=REDIS_CA, services_tls="true", count="2")
         if job == "web":  # sized to the hosts
             top = min(clients, 6)
             v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))

@@ -16,7 +16,7 @@ class Redis:
     def __init__(self, host, port, password=None, user=None, ca=None, timeout=2.0):
         self.host, self.port, self.timeout = host, int(port), timeout
         self.user, self.password = user, password
-        # Verified against the CA by address, as Redis' own clients do.
+        # Verified against the Redis CA by address, as Redis' own clients do.
         self.tls = ssl.create_default_context(cafile=ca) if ca else None
         self.sock = self.reader = None
 

@@ -9,7 +9,9 @@ certificate expires within 30 days.
 """
 
 import argparse
+import http.client
 import re
+import ssl
 import sys
 import time
 import urllib.request
@@ -57,12 +59,18 @@ TRAFFIC = {"traefik": ({"traefik_entrypoint_requests_total"}, "entrypoint", {"we
 SERVICE_TRAFFIC = ({"counter_http_requests_total", "counter_http_requests"}, "route", {"/", "/inc", "other"}, "status")
 
 
-def traffic(job, url):
-    """(requests, 5xx responses) so far, from a /metrics page; None if unreachable."""
+def traffic(t, job, address):
+    """(requests, 5xx responses) so far, from the /metrics page of the
+    instance of JOB at ADDRESS; None if unreachable."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            text = r.read().decode(errors="replace")
-    except OSError:
+        if job in ("web", "web-inc"):  # HTTPS with a client certificate in a cluster
+            status, text = t.service_get(job, address, "/metrics")
+            if status != 200:
+                return None
+        else:
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as r:
+                text = r.read().decode(errors="replace")
+    except (OSError, ssl.SSLError, http.client.HTTPException):
         return None
     names, label, public, status = TRAFFIC.get(job, SERVICE_TRAFFIC)
     total = errors = 0.0
@@ -192,11 +200,11 @@ def main():
             for a in (a for a in allocs if a["ID"] in e["Service"]["ID"]):
                 instance[a["ID"]] = (f"{e['Service']['Address']}:{e['Service']['Port']}", state)
 
-    metrics = {a["ID"]: (a["JobID"], f"http://{instance[a['ID']][0]}/metrics") for a in allocs if a["ID"] in instance}
-    first = {i: traffic(*m) for i, m in metrics.items()}
+    metrics = {a["ID"]: (a["JobID"], instance[a["ID"]][0]) for a in allocs if a["ID"] in instance}
+    first = {i: traffic(t, *m) for i, m in metrics.items()}
     started = time.monotonic()
     time.sleep(args.interval)
-    second = {i: traffic(*m) for i, m in metrics.items()}
+    second = {i: traffic(t, *m) for i, m in metrics.items()}
     elapsed = time.monotonic() - started
     # alloc ID -> (requests/s, 5xx/s, requests, 5xx)
     rates = {i: ((second[i][0] - first[i][0]) / elapsed, (second[i][1] - first[i][1]) / elapsed, *second[i])
@@ -259,10 +267,10 @@ def main():
           "".join(f"; {h}:{SENTINEL_PORT} down" for h, v in views.items() if v is None) +
           describe_sentinel_timers(t, [h for h, v in views.items() if v is not None]))
 
-    if t.kind == "cluster" and t.ca:
+    if t.ca("nomad"):
         cert_rows, fine = expiry.rows(t)
         table(["MACHINE", "CERTIFICATE", "ADDRESS", "EXPIRES", "DAYS", "NOTE"], cert_rows,
-              "\n== certificates (as each endpoint serves it; the CA's file)")
+              "\n== certificates (as each endpoint serves it; each CA's file)")
         bad(not fine)
 
     gateway = t.gateway(None if t.kind == 'local' else t.server())

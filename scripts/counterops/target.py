@@ -9,9 +9,12 @@ is one host on loopback. The APIs are reached through the first server whose
 Nomad answers, so the tools work with any server down (docs/observability.md).
 """
 
+import http.client
 import json
 import os
 import shlex
+import socket
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +59,11 @@ class Target:
         shared = render.settings()
         return shared | {k: v for k, v in self.inventory_vars.items() if k in shared}
 
-    @property
-    def ca(self):
-        """The cluster CA's certificate, or None (the local stack speaks plain HTTP)."""
-        ca = self.secrets / "tls" / "ca.pem"
+    def ca(self, role):
+        """The CA file a client of ROLE (consul, nomad, redis, gateway) trusts,
+        and only that role's servers present a certificate it signed
+        (counterops.certs); None on the local stack (plain HTTP on loopback)."""
+        ca = self.secrets / "tls" / f"{role}-ca.pem"
         return str(ca) if self.kind == "cluster" and ca.exists() else None
 
     def secret(self, name, default=None):
@@ -82,7 +86,7 @@ class Target:
         if getattr(self, "_server", (None,))[0] != avoid:
             candidates = [s for s in self.servers if s not in avoid] or self.servers
             chosen = next((s for s in candidates if len(candidates) == 1
-                           or nomad_answers(self.nomad_addr(s), self.ca, timeout=2)), candidates[0])
+                           or nomad_answers(self.nomad_addr(s), self.ca("nomad"), timeout=2)), candidates[0])
             self._server = (avoid, chosen)
         return self._server[1]
 
@@ -91,7 +95,7 @@ class Target:
         return os.environ.get("NOMAD_TOKEN") or self.secret("nomad-management.token", "")
 
     def nomad(self, avoid=(), host=None, **kw):
-        return client.nomad(self.nomad_addr(host or self.server(avoid)), self.nomad_token(), self.ca, **kw)
+        return client.nomad(self.nomad_addr(host or self.server(avoid)), self.nomad_token(), self.ca("nomad"), **kw)
 
     def consul(self, avoid=(), host=None, **kw):
         """With CONSUL_HTTP_TOKEN[_FILE], if set (as nomad()), else the management token."""
@@ -99,22 +103,55 @@ class Target:
         token = (env.get("CONSUL_HTTP_TOKEN")
                  or (Path(env["CONSUL_HTTP_TOKEN_FILE"]).read_text().strip() if env.get("CONSUL_HTTP_TOKEN_FILE") else "")
                  or self.secret("consul-management.token", ""))
-        return client.consul(self.consul_addr(host or self.server(avoid)), token, self.ca, **kw)
+        return client.consul(self.consul_addr(host or self.server(avoid)), token, self.ca("consul"), **kw)
 
     def cli_env(self, avoid=(), tokens=True):
         """The environment of the nomad and consul CLIs, for subprocesses:
-        the tools first on PATH, the APIs, the CA, and the management tokens
+        the tools first on PATH, the APIs, each role.s CA and name, and the management tokens
         (from files; the Consul one by file name)."""
         server = self.server(avoid)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOMAD_", "CONSUL_"))}
         env.update(PATH=f"{BIN}:{env.get('PATH', '')}", NOMAD_ADDR=self.nomad_addr(server),
                    CONSUL_HTTP_ADDR=self.consul_addr(server), NOMAD_CLI_SHOW_HINTS="0")
-        if self.ca:
-            env.update(NOMAD_CACERT=self.ca, CONSUL_CACERT=self.ca)
+        env.update(self.tls_env())
         if tokens:
             env["NOMAD_TOKEN"] = self.nomad_token()
             env["CONSUL_HTTP_TOKEN_FILE"] = str(self.secrets / "consul-management.token")
         return env
+
+    def service_get(self, job, address, path, timeout=2.0):
+        """(status, body) of GET PATH from one instance of JOB (web, web-inc)
+        at ADDRESS (ip:port). A cluster's instances serve HTTPS only and
+        answer more than /health/* only to a client certificate of the
+        services CA: this presents the operators' (cli-services.pem) and
+        checks the instance's name, JOB.counter (counterops.certs)."""
+        host, _, port = address.rpartition(":")
+        ca = self.ca("services")
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            if ca is None:
+                conn = raw
+                name = address
+            else:
+                context = ssl.create_default_context(cafile=ca)
+                tls = self.secrets / "tls"
+                context.load_cert_chain(str(tls / "cli-services.pem"), str(tls / "cli-services-key.pem"))
+                name = f"{job}.counter"
+                conn = context.wrap_socket(raw, server_hostname=name)
+            with conn:
+                conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+                response = http.client.HTTPResponse(conn)
+                response.begin()
+                return response.status, response.read().decode(errors="replace")
+
+    def tls_env(self):
+        """The CLIs' TLS settings: each trusts its own role's CA and checks
+        the name every agent of that role carries, whichever host it asks
+        (counterops.certs); nothing on the local stack."""
+        if self.kind != "cluster":
+            return {}
+        return {"NOMAD_CACERT": str(self.secrets / "tls" / "nomad-ca.pem"), "NOMAD_TLS_SERVER_NAME": "client.global.nomad",
+                "CONSUL_CACERT": str(self.secrets / "tls" / "consul-ca.pem"),
+                "CONSUL_TLS_SERVER_NAME": f"client.{self.settings()['counter_datacenter']}.consul"}
 
     def env_lines(self):
         """Shell lines that point the CLIs at this deployment (scripts/env).
@@ -126,7 +163,7 @@ class Target:
                  f"export NOMAD_ADDR={self.nomad_addr(server)} CONSUL_HTTP_ADDR={self.consul_addr(server)}"]
         if self.kind == "cluster":
             tls = self.secrets / "tls"
-            lines += [f"export NOMAD_CACERT={q(str(tls / 'ca.pem'))} CONSUL_CACERT={q(str(tls / 'ca.pem'))}",
+            lines += ["export " + " ".join(f"{k}={q(v)}" for k, v in self.tls_env().items()),
                       # The client certificate, for the RPC-level tools that want one.
                       f"export NOMAD_CLIENT_CERT={q(str(tls / 'cli.pem'))} NOMAD_CLIENT_KEY={q(str(tls / 'cli-key.pem'))}"]
         lines += [f'export NOMAD_TOKEN="$(cat {q(str(self.secrets / "nomad-management.token"))})"',
@@ -145,10 +182,10 @@ class Target:
         """A connection to a Redis node as USER (redis-USER.password; none
         when the deployment has no Redis users)."""
         password = self.secret(f"redis-{user}.password", "") or None
-        return Redis(addr, port, password, user if password else None, self.ca, timeout)
+        return Redis(addr, port, password, user if password else None, self.ca("redis"), timeout)
 
     def sentinel(self, addr, port=26380, timeout=2.0):
-        return Redis(addr, port, self.secret("sentinel.password", "") or None, None, self.ca, timeout)
+        return Redis(addr, port, self.secret("sentinel.password", "") or None, None, self.ca("redis"), timeout)
 
     def host_of(self, addr):
         for h in self.hosts.values():

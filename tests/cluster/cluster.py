@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -20,14 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 INVENTORY = target.TEST_INVENTORY
 SECRETS = target.TEST_CLUSTER / "secrets"
 TLS = SECRETS / "tls"
-CA = TLS / "ca.pem"
+# What a client of each role trusts (counterops.certs: one CA per role).
+CONSUL_CA, NOMAD_CA, REDIS_CA, GATEWAY_CA, SERVICES_CA = (
+    TLS / f"{role}-ca.pem" for role in ("consul", "nomad", "redis", "gateway", "services"))
+# Which CA an https:// URL's port is verified against.
+CA_OF_PORT = {8501: CONSUL_CA, 4646: NOMAD_CA, 8443: GATEWAY_CA}
 BIN = target.BIN
 
 
-def tls_context(cert=None):
-    """A client context that trusts the cluster's CA (and presents CERT, a
-    stem under TLS, e.g. "cli", when given)."""
-    ctx = ssl.create_default_context(cafile=str(CA))
+def tls_context(cert=None, ca=GATEWAY_CA):
+    """A client context that trusts CA (default: the gateway's) and presents
+    CERT, a stem under TLS, e.g. "cli", when given."""
+    ctx = ssl.create_default_context(cafile=str(ca))
     if cert:
         ctx.load_cert_chain(str(TLS / f"{cert}.pem"), str(TLS / f"{cert}-key.pem"))
     return ctx
@@ -48,11 +53,11 @@ def secret(name):
 
 def http(url, method="GET", headers=None, data=None, timeout=5, context=None):
     """(status, body); HTTP error statuses are returned, not raised. An
-    https:// URL is verified against the cluster's CA unless CONTEXT says
-    otherwise."""
+    https:// URL is verified against the CA of the role that serves its
+    port (CA_OF_PORT) unless CONTEXT says otherwise."""
     req = urllib.request.Request(url, method=method, headers=headers or {}, data=data)
     if context is None and url.startswith("https:"):
-        context = tls_context()
+        context = tls_context(ca=CA_OF_PORT[urllib.parse.urlsplit(url).port])
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read().decode()
@@ -113,14 +118,14 @@ class Cluster:
         env = dict(os.environ)
         if user:
             env["REDISCLI_AUTH"] = secret(password_file)
-        cmd = ["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(CA), "-h", self.addr[host], "-p", str(port)]
+        cmd = ["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(REDIS_CA), "-h", self.addr[host], "-p", str(port)]
         if user and user != "default":
             cmd += ["--user", user]
         return run(cmd + list(args), check=False, env=env, timeout=10).stdout.strip()
 
     def sentinel_cli(self, host, *args):
         env = dict(os.environ, REDISCLI_AUTH=secret("sentinel.password"))
-        return run(["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(CA), "-h", self.addr[host],
+        return run(["redis-cli", "--no-auth-warning", "--tls", "--cacert", str(REDIS_CA), "-h", self.addr[host],
                     "-p", "26380", *args],
                    check=False, env=env, timeout=10).stdout.strip()
 

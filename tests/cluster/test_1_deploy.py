@@ -144,10 +144,11 @@ def test_status_shows_the_days_left_of_every_certificate_the_hosts_serve(cluster
     want = {(h, what) for h in cluster.hosts for what in ("consul", "nomad", "redis", "gateway")}
     want |= {(h, "sentinel") for h in cluster.servers}
     assert want <= seen, section
-    # Two-year leaves of a cluster deployed today; the CA's ten years; no warning.
+    # Two-year leaves of a cluster deployed today; each role's CA ten years; no warning.
+    assert {r[1] for r in rows if r[0] == "-"} == {"consul", "nomad", "redis", "gateway", "services"}, section
     for r in rows:
         days = int(r[-1]) if r[-1].isdigit() else None
-        assert days is not None and days >= (3600 if r[1] == "cluster" else 700), f"{r}\n{section}"
+        assert days is not None and days >= (3600 if r[0] == "-" else 700), f"{r}\n{section}"
 
 
 def test_status_shows_one_primary_and_the_replicas_with_their_lag(cluster):

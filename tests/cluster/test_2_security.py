@@ -5,7 +5,7 @@ never a process list, a log, a job spec or the repository."""
 import subprocess
 import sys
 
-from cluster import CA, INVENTORY, REPO, eventually, http, lines_with_secret, run, secret_values
+from cluster import INVENTORY, REDIS_CA, REPO, eventually, http, lines_with_secret, run, secret_values
 
 from counterops import render
 
@@ -40,7 +40,7 @@ def test_redis_and_sentinel_refuse_a_client_without_credentials(cluster):
     for host in cluster.hosts:
         assert cluster.redis_cli(host, "GET", "counter", user=None).startswith("NOAUTH"), host
     for host in cluster.servers:
-        out = run(["redis-cli", "--tls", "--cacert", str(CA), "-h", cluster.addr[host], "-p", "26380",
+        out = run(["redis-cli", "--tls", "--cacert", str(REDIS_CA), "-h", cluster.addr[host], "-p", "26380",
                    "SENTINEL", "get-master-addr-by-name", "counter"], check=False).stdout
         assert out.startswith("NOAUTH"), f"{host} sentinel: {out}"
 
@@ -126,10 +126,17 @@ def test_each_jobs_tasks_run_as_its_own_unprivileged_user(cluster):
     want = {"traefik": users["traefik"], "web": users["web"], "web-inc": users["web-inc"],
             "nomad-autoscale": users["autoscaler"]}
     assert seen == {comm: {user} for comm, user in want.items()}, seen
-    # The gateway's TLS key: Traefik's user's group alone.
+    # Each job's TLS keys: its own user's group alone, and web's user, the
+    # one the internet reaches, reads none of the others (the gateway's, its
+    # client key to the services, web-inc's).
+    keys = {"gateway": "traefik", "gateway-client": "traefik", "web": "web", "web-inc": "web-inc"}
     for host in cluster.hosts:
-        owner = cluster.ssh(host, "stat -c '%U:%G %a' /etc/counter/tls/gateway-key.pem").stdout.split()
-        assert owner == [f"root:{users['traefik']}", "640"], (host, owner)
+        for stem, job in keys.items():
+            owner = cluster.ssh(host, f"stat -c '%U:%G %a' /etc/counter/tls/{stem}-key.pem").stdout.split()
+            assert owner == [f"root:{users[job]}", "640"], (host, stem, owner)
+            read = cluster.ssh(host, f"setpriv --reuid={users['web']} --regid={users['web']} --clear-groups "
+                                     f"cat /etc/counter/tls/{stem}-key.pem", check=False)
+            assert (read.returncode == 0) == (job == "web"), (host, stem, read.returncode, read.stderr)
 
 
 def test_the_clients_refuse_a_task_that_would_run_as_root(cluster, tmp_path):

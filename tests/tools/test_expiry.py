@@ -48,18 +48,19 @@ def test_days_left_counts_whole_days():
 def test_a_certificate_under_30_days_is_flagged_and_one_of_another_ca_is_unreadable(tmp_path, monkeypatch):
     make_pki(tmp_path, leaf_days=10)
     port = tls_listener(tmp_path)
-    monkeypatch.setattr(expiry, "ENDPOINTS", [("probe", port, False)])
+    monkeypatch.setattr(expiry, "ENDPOINTS", [("probe", port, False, "gateway")])
+    monkeypatch.setattr(expiry, "ROLES", ("gateway",))
     cluster = target.Target("cluster", {"m1": target.Host("m1", "127.0.0.1")}, ["m1"], tmp_path, tmp_path)
-    monkeypatch.setattr(target.Target, "ca", property(lambda self: str(tmp_path / "ca.pem")))
+    monkeypatch.setattr(target.Target, "ca", lambda self, role: str(tmp_path / "ca.pem"))
     rows, healthy = expiry.rows(cluster)
     assert not healthy
     ca_row, probe = rows
-    assert ca_row[1] == "cluster CA" and ca_row[4] >= 3640 and ca_row[5] == ""
+    assert ca_row[1] == "gateway CA" and ca_row[4] >= 3640 and ca_row[5] == ""
     assert probe[:3] == ["m1", "probe", f"127.0.0.1:{port}"] and probe[4] in (9, 10) and probe[5].startswith("renew")
     other = tmp_path / "other"
     other.mkdir()
     make_pki(other, leaf_days=700)
-    monkeypatch.setattr(target.Target, "ca", property(lambda self: str(other / "ca.pem")))
+    monkeypatch.setattr(target.Target, "ca", lambda self, role: str(other / "ca.pem"))
     rows, healthy = expiry.rows(cluster)
     assert not healthy and rows[1][5].startswith("unreadable") and "CERTIFICATE_VERIFY_FAILED" in rows[1][5]
 
@@ -67,8 +68,9 @@ def test_a_certificate_under_30_days_is_flagged_and_one_of_another_ca_is_unreada
 def test_a_long_lived_certificate_is_fine(tmp_path, monkeypatch):
     make_pki(tmp_path, leaf_days=700)
     port = tls_listener(tmp_path)
-    monkeypatch.setattr(expiry, "ENDPOINTS", [("probe", port, False)])
-    monkeypatch.setattr(target.Target, "ca", property(lambda self: str(tmp_path / "ca.pem")))
+    monkeypatch.setattr(expiry, "ENDPOINTS", [("probe", port, False, "gateway")])
+    monkeypatch.setattr(expiry, "ROLES", ("gateway",))
+    monkeypatch.setattr(target.Target, "ca", lambda self, role: str(tmp_path / "ca.pem"))
     cluster = target.Target("cluster", {"m1": target.Host("m1", "127.0.0.1")}, ["m1"], Path(tmp_path), tmp_path)
     rows, healthy = expiry.rows(cluster)
     assert healthy and rows[1][4] in (698, 699, 700) and rows[1][5] == ""

@@ -24,7 +24,10 @@ def test_the_local_stack_submits_the_job_files_defaults_and_the_artifact():
 def test_a_cluster_gets_one_web_per_host_with_tls_and_no_canary():
     v = jobs.job_vars("cluster", "web", 4, args())
     assert v["distinct_hosts"] == "true" and v["canary"] == "0"
-    assert v["consul_http_addr"] == "https://127.0.0.1:8501" and v["redis_tls_ca"] == jobs.CLUSTER_CA
+    assert v["consul_http_addr"] == "https://127.0.0.1:8501"
+    # Each client trusts the CA of the role it talks to, never one for all.
+    assert (v["consul_cacert"], v["redis_tls_ca"]) == (jobs.CONSUL_CA, jobs.REDIS_CA) and jobs.CONSUL_CA != jobs.REDIS_CA
+    assert v["services_tls"] == "true"
     assert (v["count"], v["scaling_min"], v["scaling_max"]) == ("4", "3", "4")
 
 
@@ -40,9 +43,9 @@ def test_set_overrides_one_job_or_every_job():
     assert jobs.job_vars("cluster", "web-inc", 3, a)["canary"] == "2"
 
 
-def test_the_gateway_serves_https_on_every_address_in_a_cluster_only():
+def test_the_gateway_serves_https_on_every_address_and_reaches_the_services_over_tls_in_a_cluster_only():
     assert jobs.job_vars("cluster", "traefik", 3, args()) == {"task_user": "counter-traefik", "gateway_bind": "",
-                                                              "https": "true"}
+                                                              "https": "true", "services_tls": "true"}
     assert jobs.job_vars("local", "traefik", 1, args()) == {"task_user": "counter-traefik"}
 
 

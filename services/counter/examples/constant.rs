@@ -26,10 +26,10 @@ async fn main() -> anyhow::Result<()> {
             let routes = routes.clone();
             async move { routes.handle(req).await }
         };
-        serve(listener, handler, Limits::default(), shutdown_signal()).await;
+        serve(listener, handler, Limits::default(), None, shutdown_signal()).await;
     } else {
         let handler = |_req| async { Response::new(Full::new(Bytes::from_static(b"42\n"))) };
-        serve(listener, handler, Limits::default(), shutdown_signal()).await;
+        serve(listener, handler, Limits::default(), None, shutdown_signal()).await;
     }
     Ok(())
 }

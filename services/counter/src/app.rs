@@ -30,6 +30,8 @@ const BACKGROUND_STOP_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Application {
     listener: TcpListener,
     addr: SocketAddr,
+    /// HTTPS (`--tls-cert`), or plain HTTP.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     routes: Arc<Routes<RedisStore>>,
     limits: Limits,
     /// Feeds reloaded timeouts and breaker thresholds to the store.
@@ -75,6 +77,7 @@ impl Application {
         Ok(Application {
             listener,
             addr,
+            tls: config.server_tls.as_ref().map(|tls| tls.acceptor()),
             routes: Arc::new(Routes { store, role: config.role, metrics: metrics.clone(), served_by }),
             limits,
             store_tunables,
@@ -114,7 +117,7 @@ impl Application {
             let routes = routes.clone();
             async move { routes.handle(req).await }
         };
-        serve(self.listener, handler, self.limits, shutdown).await;
+        serve(self.listener, handler, self.limits, self.tls, shutdown).await;
         // Drained: no request needs the store any more.
         self.background.stop(BACKGROUND_STOP_TIMEOUT).await;
     }

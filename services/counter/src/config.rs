@@ -14,7 +14,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use crate::discovery::{ConsulTls, ConsulToken, Endpoints};
 use crate::redis_store::RedisCredentials;
 use crate::reloadable::Reloadable;
-use crate::tls::CaBundle;
+use crate::tls::{CaBundle, ServerTls};
 
 /// Which routes a process serves. `web` reads, `web-inc` increments; `All`
 /// serves both from one process, to compare against the split deployment.
@@ -60,6 +60,10 @@ pub struct Config {
     /// `--redis-tls-ca`: every Redis connection uses TLS and verifies the server
     /// against this CA and the IP address connected to; `None`: plain TCP.
     pub redis_tls: Option<CaBundle>,
+    /// `--tls-cert`, `--tls-key`, `--tls-client-ca`: the service's port is
+    /// HTTPS only, and only clients with a certificate of that CA get more
+    /// than `/health/*`; `None`: plain HTTP.
+    pub server_tls: Option<ServerTls>,
     /// The reloadable settings from flags, env and defaults. Every reload lays
     /// the runtime file over these, so a key deleted from it returns to its start value.
     pub reloadable_from_flags: Reloadable,
@@ -93,7 +97,7 @@ pub enum RedisSource {
 #[command(
     version,
     about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
-    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it."
+    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it;\n--tls-cert serves HTTPS only, past /health/* only to clients with a certificate of --tls-client-ca."
 )]
 struct Flags {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
@@ -125,6 +129,19 @@ struct Flags {
     /// connected to (unset: plain TCP)
     #[arg(long, env = "COUNTER_REDIS_TLS_CA", value_name = "FILE")]
     redis_tls_ca: Option<PathBuf>,
+
+    /// PEM certificate to serve HTTPS with, only (with --tls-key and --tls-client-ca; unset: plain HTTP)
+    #[arg(long, env = "COUNTER_TLS_CERT", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "COUNTER_TLS_KEY", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle of the clients allowed past /health/* over HTTPS (the gateway, the metrics scraper);
+    /// other clients may probe /health/* only, and a certificate of another CA fails the handshake
+    #[arg(long, env = "COUNTER_TLS_CLIENT_CA", value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
 
     /// PEM CA bundle that an https:// Consul address is verified against (unset: the system's roots)
     #[arg(long, env = "CONSUL_CACERT", value_name = "FILE")]
@@ -216,6 +233,21 @@ impl Config {
             Some(path) => Some(CaBundle::read(&path).map_err(|e| invalid(format!("--redis-tls-ca: {e}")))?),
             None => None,
         };
+        let server_tls = match (non_empty(flags.tls_cert), non_empty(flags.tls_key), non_empty(flags.tls_client_ca)) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), Some(ca)) => Some(ServerTls::read(&cert, &key, &ca).map_err(|(which, e)| {
+                invalid(match which {
+                    "cert" => format!("--tls-cert: {e}"),
+                    "key" => format!("--tls-key: {e}"),
+                    _ => format!("--tls-client-ca: {e}"),
+                })
+            })?),
+            _ => {
+                return Err(invalid(
+                    "--tls-cert, --tls-key and --tls-client-ca go together: set all three or none".into(),
+                ));
+            }
+        };
         // Read and checked now, even for a plain http:// address (where they go
         // unused), so a bad file is found at start rather than when Consul moves to https.
         let consul_tls = ConsulTls::read(
@@ -253,6 +285,7 @@ impl Config {
                 password: env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()),
             },
             redis_tls,
+            server_tls,
             reloadable_from_flags: flags.reloadable,
             reloadable,
             runtime_file: flags.runtime_file,
@@ -385,6 +418,33 @@ mod tests {
     fn consul_address_may_omit_the_scheme() {
         assert_eq!(parse_consul_url("127.0.0.1:8500").unwrap().as_str(), "http://127.0.0.1:8500/");
         assert!(parse_consul_url("ftp://x").is_err());
+    }
+
+    #[test]
+    fn serving_https_takes_all_three_files_and_names_the_bad_one() {
+        let pki = testkit::TestPki::new();
+        let fixed = ["--redis-primary", "127.0.0.1:6379"];
+        let with = |extra: &[&str]| config(&[&fixed[..], extra].concat(), |_| None);
+        let (cert, key) = (pki.server_cert().to_str().unwrap(), pki.server_key().to_str().unwrap());
+        assert!(with(&[]).unwrap().server_tls.is_none(), "no flag: plain HTTP");
+        assert!(
+            with(&["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", pki.ca_arg()])
+                .unwrap()
+                .server_tls
+                .is_some()
+        );
+        let err = with(&["--tls-cert", cert, "--tls-key", key]).unwrap_err();
+        assert!(err.contains("go together"), "{err}");
+        let err = with(&["--tls-cert", key, "--tls-key", key, "--tls-client-ca", pki.ca_arg()]).unwrap_err();
+        assert!(err.starts_with("--tls-cert:"), "{err}");
+        let err = with(&["--tls-cert", cert, "--tls-key", cert, "--tls-client-ca", pki.ca_arg()]).unwrap_err();
+        assert!(err.starts_with("--tls-key:"), "{err}");
+        let other = testkit::TestPki::new();
+        let (other_key, ca) = (other.server_key().to_str().unwrap(), pki.ca_arg());
+        let err = with(&["--tls-cert", cert, "--tls-key", other_key, "--tls-client-ca", ca]).unwrap_err();
+        assert!(err.starts_with("--tls-key:") && err.contains("does not go with"), "{err}");
+        let err = with(&["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", key]).unwrap_err();
+        assert!(err.starts_with("--tls-client-ca:"), "{err}");
     }
 
     #[test]

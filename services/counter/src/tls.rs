@@ -1,15 +1,17 @@
 //! TLS settings read once at start: the CA bundle Redis connections verify
-//! against (`--redis-tls-ca`), and Consul's CA and client identity
-//! (`CONSUL_CACERT`, `CONSUL_CLIENT_CERT` / `CONSUL_CLIENT_KEY`). Both the Redis
-//! client and the Consul client use rustls with ring's crypto, installed once
-//! per process by [`install_crypto_provider`].
+//! against (`--redis-tls-ca`), Consul's CA and client identity
+//! (`CONSUL_CACERT`, `CONSUL_CLIENT_CERT` / `CONSUL_CLIENT_KEY`), and the
+//! service's own HTTPS (`--tls-cert`, `--tls-key`, `--tls-client-ca`). All use
+//! rustls with ring's crypto, installed once per process by
+//! [`install_crypto_provider`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
 use rustls::RootCertStore;
-use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 
 /// Makes ring the process's rustls crypto provider; idempotent. The Consul
 /// client (reqwest built without a provider of its own) needs one installed
@@ -85,9 +87,17 @@ pub struct ClientIdentity {
     pem: Arc<[u8]>,
 }
 
-impl ClientIdentity {
-    /// Reads and checks both files. The error names which one is wrong.
-    pub fn read(cert: &Path, key: &Path) -> Result<ClientIdentity, (&'static str, String)> {
+/// A certificate chain and its key, each file read and parsed (the PEM
+/// bytes kept): the error names which one is wrong, `"cert"` or `"key"`.
+struct CertifiedKeyFiles {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl CertifiedKeyFiles {
+    fn read(cert: &Path, key: &Path) -> Result<CertifiedKeyFiles, (&'static str, String)> {
         let read = |path: &Path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
         let cert_pem = read(cert).map_err(|e| ("cert", e))?;
         let key_pem = read(key).map_err(|e| ("key", e))?;
@@ -97,8 +107,16 @@ impl ClientIdentity {
         if chain.is_empty() {
             return Err(("cert", format!("{}: no PEM certificate in it", cert.display())));
         }
-        rustls::pki_types::PrivateKeyDer::from_pem_slice(&key_pem)
+        let private = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| ("key", format!("{}: no PEM private key in it ({e})", key.display())))?;
+        Ok(CertifiedKeyFiles { cert_pem, key_pem, chain, key: private })
+    }
+}
+
+impl ClientIdentity {
+    /// Reads and checks both files. The error names which one is wrong.
+    pub fn read(cert: &Path, key: &Path) -> Result<ClientIdentity, (&'static str, String)> {
+        let CertifiedKeyFiles { cert_pem, key_pem, .. } = CertifiedKeyFiles::read(cert, key)?;
         let mut pem = cert_pem;
         if !pem.ends_with(b"\n") {
             pem.push(b'\n');
@@ -116,6 +134,52 @@ impl ClientIdentity {
 impl std::fmt::Debug for ClientIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIdentity").field("cert", &self.cert).field("key", &"<redacted>").finish()
+    }
+}
+
+/// The service's own HTTPS: its certificate and key, and the CA whose client
+/// certificates it believes (the gateway's and the metrics scraper's). A
+/// client without a certificate may still finish the handshake, so that the
+/// local Consul agent can probe `/health/*`; the routes refuse it everything
+/// else ([`crate::http::server::Peer`]). A certificate of another CA fails the
+/// handshake.
+#[derive(Clone)]
+pub struct ServerTls {
+    cert: PathBuf,
+    config: Arc<rustls::ServerConfig>,
+}
+
+impl ServerTls {
+    /// Reads and checks the three files. The error names which one is wrong:
+    /// `"cert"`, `"key"` or `"client-ca"`.
+    pub fn read(cert: &Path, key: &Path, client_ca: &Path) -> Result<ServerTls, (&'static str, String)> {
+        install_crypto_provider();
+        let CertifiedKeyFiles { chain, key: private, .. } = CertifiedKeyFiles::read(cert, key)?;
+        let ca = CaBundle::read(client_ca).map_err(|e| ("client-ca", e))?;
+        let mut roots = RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(ca.pem()).flatten() {
+            roots.add(certificate).map_err(|e| ("client-ca", format!("{}: {e}", client_ca.display())))?;
+        }
+        let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| ("client-ca", format!("{}: {e}", client_ca.display())))?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, private)
+            .map_err(|e| ("key", format!("{} does not go with {}: {e}", key.display(), cert.display())))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(ServerTls { cert: cert.to_path_buf(), config: Arc::new(config) })
+    }
+
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        tokio_rustls::TlsAcceptor::from(self.config.clone())
+    }
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTls").field("cert", &self.cert).field("key", &"<redacted>").finish()
     }
 }
 

@@ -55,7 +55,7 @@ fn server() -> &'static Server {
             let routes = routes.clone();
             async move { routes.handle(req).await }
         };
-        runtime.spawn(serve(listener, handler, Limits::default(), std::future::pending()));
+        runtime.spawn(serve(listener, handler, Limits::default(), None, std::future::pending()));
         Server { addr, store, runtime }
     })
 }

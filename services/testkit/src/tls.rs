@@ -1,10 +1,13 @@
-//! A throwaway certificate authority for TLS tests: a CA and a server
+//! A throwaway certificate authority for TLS tests: a CA, a server
 //! certificate it signed for 127.0.0.1 (an IP SAN, as the cluster's Redis
-//! certificates carry), written as PEM files to a scratch directory removed on drop.
+//! certificates carry) and a client certificate, written as PEM files to a
+//! scratch directory removed on drop.
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 
 use crate::scratch_dir;
 
@@ -13,6 +16,8 @@ pub struct TestPki {
     ca_cert: PathBuf,
     server_cert: PathBuf,
     server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 impl TestPki {
@@ -39,15 +44,25 @@ impl TestPki {
         server_params.distinguished_name = name("redis test server");
         let server_cert = server_params.signed_by(&server_key, &issuer).expect("signing the server certificate");
 
+        let client_key = KeyPair::generate().expect("generating the client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params.distinguished_name = name("test client");
+        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client_params.signed_by(&client_key, &issuer).expect("signing the client certificate");
+
         let pki = TestPki {
             ca_cert: dir.join("ca.pem"),
             server_cert: dir.join("server.pem"),
             server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
             dir,
         };
         std::fs::write(&pki.ca_cert, ca_cert.pem()).unwrap();
         std::fs::write(&pki.server_cert, server_cert.pem()).unwrap();
         std::fs::write(&pki.server_key, server_key.serialize_pem()).unwrap();
+        std::fs::write(&pki.client_cert, client_cert.pem()).unwrap();
+        std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
         pki
     }
 
@@ -62,6 +77,15 @@ impl TestPki {
 
     pub fn server_key(&self) -> &Path {
         &self.server_key
+    }
+
+    /// A client certificate (clientAuth) the CA signed, and its key.
+    pub fn client_cert(&self) -> &Path {
+        &self.client_cert
+    }
+
+    pub fn client_key(&self) -> &Path {
+        &self.client_key
     }
 
     /// `ca_cert` as a `&str`, for flags.

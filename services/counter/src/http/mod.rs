@@ -12,4 +12,4 @@ pub mod server;
 
 pub use instance::served_by;
 pub use routes::Routes;
-pub use server::{Limits, serve};
+pub use server::{Limits, Peer, serve};

@@ -24,6 +24,7 @@ use super::instance;
 use super::negotiate::{Format, negotiate};
 use super::request_id;
 use super::response::{self, Body};
+use super::server::Peer;
 use crate::config::Role;
 use crate::logic::{CountStore, Side};
 use crate::metrics::Metrics;
@@ -83,6 +84,20 @@ impl<S: CountStore> Routes<S> {
         }
         let method = req.method().clone();
         let reading = matches!(method, Method::GET | Method::HEAD);
+        // Over HTTPS, a client without a certificate of the trusted CA may
+        // only probe health (the local Consul agent); everything else is for
+        // the gateway and the scraper, which present one.
+        let health = matches!(req.uri().path(), "/health/live" | "/health/ready");
+        if req.extensions().get::<Peer>() == Some(&Peer::Anonymous) && !health {
+            return (
+                "other",
+                response::error(
+                    StatusCode::FORBIDDEN,
+                    "client_certificate_required",
+                    "only the gateway and the metrics scraper may ask this (a client certificate of the services' CA)",
+                ),
+            );
+        }
         match req.uri().path() {
             "/health/live" if reading => ("/health/live", response::text(StatusCode::OK, "live\n")),
             "/health/ready" if reading => ("/health/ready", self.ready(log).await),

@@ -1,7 +1,9 @@
 //! The HTTP/1.1 server: keep-alive, a header read timeout and size cap (slowloris,
 //! huge headers), a cap on open connections, accept errors logged and survived,
 //! and a graceful drain bounded by the caller's timeout, after which the
-//! connections still open are closed: `serve` returns with none left.
+//! connections still open are closed: `serve` returns with none left. With a
+//! TLS acceptor every connection is HTTPS (plain HTTP fails the handshake),
+//! and each request carries which [`Peer`] sent it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,9 +16,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::response::Body;
@@ -45,12 +49,30 @@ impl Default for Limits {
     }
 }
 
+/// Who sent a request, as the connection proved it; a request extension the
+/// routes read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// Plain HTTP: the local stack on loopback, where nothing is verified.
+    Plain,
+    /// HTTPS with a client certificate of the CA the service trusts (the gateway, the scraper).
+    Verified,
+    /// HTTPS without a client certificate (the local Consul agent's health check).
+    Anonymous,
+}
+
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting
 /// (new connections are refused), lets in-flight requests finish and closes idle
 /// keep-alive connections, waiting at most `limits.drain_timeout`; then closes
-/// what is left and returns once every connection's task has ended.
-pub async fn serve<H, Fut>(listener: TcpListener, handler: H, limits: Limits, shutdown: impl Future<Output = ()>)
-where
+/// what is left and returns once every connection's task has ended. With `tls`,
+/// each connection's handshake must end within `limits.header_read_timeout`.
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    limits: Limits,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
@@ -87,17 +109,25 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let response = handler(req);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         while connections.try_join_next().is_some() {}
         connections.spawn(async move {
-            if let Err(err) = connection.await {
-                debug!(cause = %err, "connection ended with an error");
+            let Some(acceptor) = tls else {
+                return serve_connection(&http, watcher, stream, Peer::Plain, handler, permit).await;
+            };
+            match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    let peer = match stream.get_ref().1.peer_certificates() {
+                        Some(_) => Peer::Verified,
+                        None => Peer::Anonymous,
+                    };
+                    serve_connection(&http, watcher, stream, peer, handler, permit).await;
+                }
+                Ok(Err(err)) => debug!(cause = %err, "TLS handshake failed"),
+                Err(_) => debug!("TLS handshake timed out"),
             }
-            drop(permit);
         });
     }
 
@@ -110,4 +140,29 @@ where
     // Drained, every task is ending by itself; what the timeout left is aborted,
     // which drops (closes) its connection.
     connections.shutdown().await;
+}
+
+/// One connection's requests, each tagged with `peer`, until it closes or the
+/// drain closes it.
+async fn serve_connection<S, H, Fut>(
+    http: &http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: S,
+    peer: Peer,
+    handler: H,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(peer);
+        let response = handler(req);
+        async move { Ok::<_, Infallible>(response.await) }
+    });
+    if let Err(err) = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await {
+        debug!(cause = %err, "connection ended with an error");
+    }
+    drop(permit);
 }

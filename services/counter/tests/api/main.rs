@@ -4,6 +4,7 @@
 mod contract;
 mod discovery;
 mod failover;
+mod gateway_tls;
 mod helpers;
 mod hostile;
 mod shutdown;
