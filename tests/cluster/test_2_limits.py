@@ -74,9 +74,16 @@ def test_a_task_over_its_memory_limit_is_killed_and_the_services_beside_it_keep_
     job.write_text(job_on(host))
 
     # Each round: a GET and an increment to the instances on the runaway's
-    # machine, from that machine (no gateway, no other machine in the path).
-    probe = (f"curl -s -o /dev/null -w '%{{http_code}} ' --max-time 2 {web_addr}/ ; "
-             f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 -X POST {inc_addr}/inc")
+    # machine, from that machine (no gateway, no other machine in the path),
+    # over the mutual TLS their ports speak, with the host's gateway client
+    # certificate (read as root) and the service's name.
+    def curl(job, addr, extra):
+        ip, port = addr.rsplit(":", 1)
+        tls = "--cacert /etc/counter/tls/services-ca.pem --cert /etc/counter/tls/gateway-client.pem " \
+              "--key /etc/counter/tls/gateway-client-key.pem"
+        return (f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 2 {tls} "
+                f"--resolve {job}.counter:{port}:{ip} {extra} https://{job}.counter:{port}")
+    probe = f"{curl('web', web_addr, '')}/ ; echo -n ' '; {curl('web-inc', inc_addr, '-X POST')}/inc"
     answers = []
     try:
         cluster.nomad("job", "run", "-detach", str(job))
