@@ -48,6 +48,18 @@ def closed_without_answer(sock, timeout=3.0):
         return False
 
 
+def plain_answer(addr, port, request, timeout=3.0):
+    """The first bytes a port answers to a plain-text REQUEST (b"" when it
+    closes, resets or stays silent)."""
+    with socket.create_connection((addr, port), timeout=5) as s:
+        s.sendall(request)
+        s.settimeout(timeout)
+        try:
+            return s.recv(64)
+        except (ConnectionResetError, socket.timeout):
+            return b""
+
+
 def tls_session(addr, port, prefix, cert=None, verify_host=False):
     """Connects, sends PREFIX, then a TLS handshake trusting the CA of the
     port's role and presenting CERT ((cert, key) paths) when given. Returns
@@ -158,14 +170,8 @@ def test_nomad_http_is_https_only(cluster):
 def test_redis_and_sentinel_speak_tls_only(cluster, other_ca, port):
     for host in cluster.hosts:
         addr = cluster.addr[host]
-        with socket.create_connection((addr, port), timeout=5) as s:
-            s.sendall(b"PING\r\n")
-            s.settimeout(3)
-            try:
-                answer = s.recv(64)
-            except (ConnectionResetError, socket.timeout):
-                answer = b""
-            assert not answer.startswith((b"+", b"-")), f"{host}:{port} answered plain text: {answer!r}"
+        answer = plain_answer(addr, port, b"PING\r\n")
+        assert not answer.startswith((b"+", b"-")), f"{host}:{port} answered plain text: {answer!r}"
         foreign = tls_session(addr, port, None, cert=other_ca)
         assert refused_after_handshake(foreign), f"{host}:{port} accepted a certificate from another CA"
         # Without a client certificate (what the services do), TLS verified
@@ -333,13 +339,7 @@ def test_a_services_own_port_answers_the_gateway_alone(cluster, job):
     instances = [(e["Service"]["Address"], e["Service"]["Port"]) for e in cluster.consul_api(f"/v1/health/service/{job}")]
     assert instances, f"no {job} instance in the catalog"
     for addr, port in instances:
-        with socket.create_connection((addr, port), timeout=5) as s:
-            s.sendall(b"POST /inc HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
-            s.settimeout(5)
-            try:
-                answer = s.recv(64)
-            except (ConnectionResetError, socket.timeout):
-                answer = b""
+        answer = plain_answer(addr, port, b"POST /inc HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", timeout=5)
         assert not answer.startswith(b"HTTP/"), f"{job} at {addr}:{port} answered plain HTTP: {answer!r}"
         name = f"{job}.counter"
         assert https_status(addr, port, name, path="/health/ready") == 200
