@@ -182,8 +182,23 @@ def apply_nomad(t, data):
     for path, items in data["variables"].items():
         cur = api.get(f"/v1/var/{path}", missing_ok=True)
         if cur is None or cur.get("Items") != items:
-            api.put(f"/v1/var/{path}", {"Namespace": "default", "Path": path, "Items": items})
+            body = {"Namespace": "default", "Path": path, "Items": items}
+            # A new cluster's leader makes its keyring a moment after it is
+            # elected; until then every write of a Variable answers 500.
+            wait(f"Nomad's keyring to write {path}", lambda body=body: put_variable(api, body))
             log(f"Nomad variable {path} {'created' if cur is None else 'updated'}")
+
+
+def put_variable(api, body):
+    """True once written; False while the keyring is not ready; any other
+    error ends the command."""
+    try:
+        api.put(f"/v1/var/{body['Path']}", body)
+    except client.ApiError as err:
+        if err.status == 500 and "keyring has not been initialized" in str(err):
+            return False
+        common.die(str(err))
+    return True
 
 
 def apply(t, phase="all", path=DATA):
