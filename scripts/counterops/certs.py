@@ -20,7 +20,17 @@ verify each other during the deploy that replaces them. Once that deploy
 has run, delete DIR/tls/ca.pem and ca-key.pem and deploy again: the old CA
 is trusted nowhere (docs/deploy.md, "Certificates").
 
-  python -m counterops.certs DIR [--gateway-ip ADDR] --servers HOST,... HOST:ADDR ...
+Rotation (scripts/deploy rotate-certs, counterops/rotate.py) changes this
+directory one step at a time with --rotate, then issues what is missing as
+above; between steps every host is restarted with the new files:
+  leaves      every leaf is made anew (same CAs)
+  stage-ca    new CAs in DIR/tls/ca-next/: trusted everywhere, signing nothing
+  promote-ca  ca/ becomes ca-previous/ (still trusted), ca-next/ becomes ca/:
+              every leaf is re-issued by the new CAs
+  retire-ca   ca-previous/ is deleted: the old CAs are trusted nowhere
+Each step may be run again (an interrupted rotation resumes).
+
+  python -m counterops.certs DIR [--rotate STEP] [--gateway-ip ADDR] --servers HOST,... HOST:ADDR ...
 
 Run with Ansible's python (scripts/deploy): it has the cryptography package.
 
@@ -58,6 +68,7 @@ cli-services.pem is the operators' client certificate to the services
 import datetime
 import ipaddress
 import os
+import shutil
 import sys
 
 from cryptography import x509
@@ -70,6 +81,10 @@ REGION = "global"
 LEAF_DAYS = 730
 CA_DAYS = 3650
 ROLES = ("consul", "nomad", "redis", "gateway", "services")
+# The CAs' directories under DIR/tls: the one that signs, and the two a
+# rotation trusts beside it (a staged successor, a retiring predecessor).
+SIGNING, STAGED, RETIRING = "ca", "ca-next", "ca-previous"
+ROTATE_STEPS = ("leaves", "stage-ca", "promote-ca", "retire-ca")
 # The one CA of a cluster made before the CAs were per role.
 LEGACY_CA = "ca.pem"
 SERVER_AND_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -92,9 +107,9 @@ def key_pem(key):
                              serialization.NoEncryption())
 
 
-def load_or_make_ca(tls, role):
-    """The CA of ROLE (cert, key) from TLS/ca/, made when missing."""
-    cas = os.path.join(tls, "ca")
+def load_or_make_ca(tls, role, generation=SIGNING):
+    """The CA of ROLE (cert, key) from TLS/GENERATION/, made when missing."""
+    cas = os.path.join(tls, generation)
     os.makedirs(cas, mode=0o700, exist_ok=True)
     cert_path, key_path = os.path.join(cas, f"{role}.pem"), os.path.join(cas, f"{role}-key.pem")
     if os.path.exists(cert_path) and os.path.exists(key_path):
@@ -128,13 +143,15 @@ def load_or_make_ca(tls, role):
 
 
 def write_trust(tls, role, ca_cert):
-    """TLS/ROLE-ca.pem: what ROLE's clients trust. The role's CA, and the
-    one CA of a cluster from before the per-role CAs while its file is there."""
+    """TLS/ROLE-ca.pem: what ROLE's clients trust. The role's CA; a rotation's
+    staged or retiring CA of the role; and the one CA of a cluster from
+    before the per-role CAs while its file is there."""
     pem = ca_cert.public_bytes(serialization.Encoding.PEM)
-    legacy = os.path.join(tls, LEGACY_CA)
-    if os.path.exists(legacy):
-        with open(legacy, "rb") as f:
-            pem += f.read()
+    for other in (os.path.join(tls, STAGED, f"{role}.pem"), os.path.join(tls, RETIRING, f"{role}.pem"),
+                  os.path.join(tls, LEGACY_CA)):
+        if os.path.exists(other):
+            with open(other, "rb") as f:
+                pem += f.read()
     path = os.path.join(tls, f"{role}-ca.pem")
     if os.path.exists(path):
         with open(path, "rb") as f:
@@ -190,6 +207,39 @@ def issue(tls, ca, stem, common_name, dns, ips, usages):
     write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
 
+def leaves(tls):
+    """The leaf certificates and keys in TLS: every file there but the
+    trust files and the single CA of older clusters."""
+    keep = {f"{role}-ca.pem" for role in ROLES} | {LEGACY_CA, "ca-key.pem"}
+    return [os.path.join(tls, n) for n in os.listdir(tls)
+            if n.endswith(".pem") and n not in keep and os.path.isfile(os.path.join(tls, n))]
+
+
+def rotate(tls, step):
+    """One step of a rotation (the module's docstring): changes the CAs'
+    directories or drops the leaves; main() then issues what is missing."""
+    staged, signing, retiring = (os.path.join(tls, d) for d in (STAGED, SIGNING, RETIRING))
+    if step == "leaves":
+        for path in leaves(tls):
+            os.remove(path)
+    elif step == "stage-ca":
+        for role in ROLES:
+            load_or_make_ca(tls, role, STAGED)
+    elif step == "promote-ca":
+        if os.path.isdir(staged):  # else promoted already: a resumed rotation
+            if os.path.isdir(retiring):
+                sys.exit(f"certs: {retiring} is still there: retire it (--rotate retire-ca) before promoting")
+            os.replace(signing, retiring)
+            os.replace(staged, signing)
+            print(f"{SIGNING}/ (promoted; the old CAs in {RETIRING}/)")
+    elif step == "retire-ca":
+        if os.path.isdir(staged):
+            sys.exit(f"certs: {staged} is there: promote it (--rotate promote-ca) before retiring the old CAs")
+        if os.path.isdir(retiring):
+            shutil.rmtree(retiring)
+            print(f"{RETIRING}/ (deleted)")
+
+
 def parse_host(spec, servers):
     try:
         name, addr = spec.split(":")
@@ -203,10 +253,14 @@ def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     args = sys.argv[2:]
-    gateway_ips, servers = [], []
-    while args[:1] in (["--gateway-ip"], ["--servers"]):
+    gateway_ips, servers, step = [], [], None
+    while args[:1] in (["--gateway-ip"], ["--servers"], ["--rotate"]):
         if args[0] == "--servers":
             servers = args[1].split(",")
+        elif args[0] == "--rotate":
+            step = args[1] if len(args) > 1 else ""
+            if step not in ROTATE_STEPS:
+                sys.exit(f"certs: --rotate wants one of {', '.join(ROTATE_STEPS)}, got {step!r}")
         else:
             try:
                 gateway_ips = [str(ipaddress.ip_address(args[1]))]
@@ -217,6 +271,8 @@ def main():
     tls = os.path.join(directory, "tls")
     os.makedirs(tls, mode=0o700, exist_ok=True)
     os.chmod(tls, 0o700)
+    if step:
+        rotate(tls, step)
     ca = {role: load_or_make_ca(tls, role) for role in ROLES}
     for role in ROLES:
         write_trust(tls, role, ca[role][0])

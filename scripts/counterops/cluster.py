@@ -31,9 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def need_root():
     if os.geteuid() != 0:
         sys.exit("error: needs root (network namespaces, mounts, systemd-nspawn)")
+
+
+def need_tools():
     for cmd in ("systemd-nspawn", "ip", "nsenter", "mount", "ssh", "ssh-keygen", "debootstrap"):
         if not shutil.which(cmd):
-            sys.exit(f"error: '{cmd}' is required but not found: run scripts/install --for test")
+            sys.exit(f"error: '{cmd}' is required but not found: run scripts/install --for cluster")
 
 
 def lock():
@@ -61,7 +64,6 @@ def up(n):
         # A new cluster gets new secrets and keys, even if a broken teardown left old ones.
         shutil.rmtree(TEST_CLUSTER / "secrets", ignore_errors=True)
         shutil.rmtree(mc.SSH_DIR, ignore_errors=True)
-    subprocess.run([str(ROOT / "scripts/install"), "--for", "test", "--only", "apt"], check=True)
     lower = mc.rootfs()
     mc.net_up()
     mc.ssh_key()
@@ -179,6 +181,10 @@ def main():
     if args.command == "env":
         os.execv(str(ROOT / "scripts/deploy"), [str(ROOT / "scripts/deploy"), "env", "-i", str(TEST_INVENTORY)])
     need_root()
+    if args.command == "up":
+        # What making machines and deploying onto them needs (quick when all is there).
+        subprocess.run([str(ROOT / "scripts/install"), "--for", "cluster"], check=True)
+    need_tools()
     held = lock() if args.command in ("up", "remove", "down", "reboot", "start") else None
     try:
         {"up": lambda: up(args.machines), "remove": lambda: remove(args.machine),

@@ -2,7 +2,8 @@
 host serves (what its clients verify, so a renewed file that no agent has
 loaded yet still counts as the old one), and each role's CA. scripts/status shows
 them and fails under WARN_DAYS; the leaves are issued for two years
-(counterops.certs), and nothing renews them by itself yet.
+(counterops.certs), and `scripts/deploy rotate-certs` renews them
+(counterops.rotate).
 """
 
 import socket
@@ -58,7 +59,8 @@ def rows(t):
             healthy = False
             return
         days = days_left(not_after)
-        note = f"renew: under {WARN_DAYS} days" if days < WARN_DAYS else ""
+        fix = "scripts/deploy rotate-certs" + (" --ca" if what.endswith(" CA") else "")
+        note = f"under {WARN_DAYS} days: {fix}" if days < WARN_DAYS else ""
         healthy = healthy and not note
         table.append([machine, what, where, not_after, days, note])
 

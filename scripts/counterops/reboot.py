@@ -61,23 +61,37 @@ def replica_in_sync(t, host):
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
-def reboot(t, host, rotation=None):
-    started = time.monotonic()
+def out_of_service(t, host, rotation):
+    """Steps 1-3: out of rotation, its Redis out of discovery (a primary's
+    role handed over), its allocations drained."""
     out_of_rotation(rotation, t.gateway(host), True)
     time.sleep(1)  # the requests under way to it finish
     if t.gateway_vip:
         t.ssh(host, "systemctl stop keepalived.service")
     redis_out(t, host)
     drain(t, host)
-    before = booted_at(t, host)
-    log(f"{host}: rebooting")
-    t.ssh(host, "systemctl reboot", check=False, timeout=10)
-    until(f"{host} to reboot", lambda: booted_at(t, host) != before, 180)
+
+
+def back_in_service(t, host, rotation):
+    """Step 5, once its units run again: allocations back, its Redis in
+    discovery once in sync, the floating address may come, back in rotation."""
     until(f"{host}'s units, Consul member and Nomad node", lambda: back(t, host), 180)
     undrain(t, host)
     until(f"{host}'s Redis in sync as a replica", lambda: replica_in_sync(t, host), 60)
     registrations(t, host, False)
+    if t.gateway_vip:
+        t.ssh(host, "systemctl start keepalived.service")
     out_of_rotation(rotation, t.gateway(host), False)
+
+
+def reboot(t, host, rotation=None):
+    started = time.monotonic()
+    out_of_service(t, host, rotation)
+    before = booted_at(t, host)
+    log(f"{host}: rebooting")
+    t.ssh(host, "systemctl reboot", check=False, timeout=10)
+    until(f"{host} to reboot", lambda: booted_at(t, host) != before, 180)
+    back_in_service(t, host, rotation)
     log(f"{host}: back in {time.monotonic() - started:.0f}s")
 
 

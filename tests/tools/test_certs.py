@@ -75,3 +75,57 @@ def test_a_cluster_of_the_single_ca_is_moved_with_both_trusted_meanwhile(tmp_pat
     (tls / "ca.pem").unlink()
     assert make(tmp_path) == {"consul-ca.pem", "nomad-ca.pem", "redis-ca.pem", "gateway-ca.pem", "services-ca.pem"}
     assert not verifies(tls / "redis-ca.pem", tls / "old-leaf.pem"), "the old CA is trusted after its file is gone"
+
+
+def rotate(directory, step):
+    out = subprocess.run([str(DEPLOY_PYTHON), "-m", "counterops.certs", str(directory), "--rotate", step, *HOSTS],
+                         capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO / "scripts")))
+    return set(out.stdout.split())
+
+
+def test_renewing_the_leaves_writes_every_leaf_anew_from_the_same_cas(tmp_path):
+    make(tmp_path)
+    tls = tmp_path / "tls"
+    before = {p.name: p.read_bytes() for p in tls.glob("*.pem")}
+    written = rotate(tmp_path, "leaves")
+    leaves = {n for n in before if not n.endswith("-ca.pem")}
+    assert written == leaves and len(leaves) == 2 * (2 * 7 + 2)
+    assert all((tls / n).read_bytes() != before[n] for n in leaves)
+    assert all((tls / n).read_bytes() == before[n] for n in before if n.endswith("-ca.pem"))
+    assert verifies(tls / "redis-ca.pem", tls / "m1-redis.pem")
+
+
+def test_a_ca_rotation_trusts_both_cas_until_every_leaf_is_the_new_ones(tmp_path):
+    """stage-ca: the new CAs trusted, the old still signing (hosts not yet
+    restarted verify those that are); promote-ca: every leaf from the new,
+    the old still trusted; retire-ca: the old trusted nowhere."""
+    make(tmp_path)
+    tls = tmp_path / "tls"
+    (tmp_path / "old.pem").write_bytes((tls / "ca" / "redis.pem").read_bytes())
+    old_leaf = (tls / "m1-redis.pem").read_bytes()
+    (tmp_path / "old-leaf.pem").write_bytes(old_leaf)
+
+    assert rotate(tmp_path, "stage-ca") >= {"redis-ca.pem", "consul-ca.pem"}
+    assert (tls / "m1-redis.pem").read_bytes() == old_leaf, "staging re-issued a leaf"
+    (tmp_path / "next.pem").write_bytes((tls / "ca-next" / "redis.pem").read_bytes())
+    assert verifies(tls / "redis-ca.pem", tmp_path / "old-leaf.pem")
+    assert rotate(tmp_path, "stage-ca") == set(), "staging again changed something"
+
+    written = rotate(tmp_path, "promote-ca")
+    assert {"m1-redis.pem", "m2-web.pem", "cli.pem"} <= written
+    assert (tls / "ca" / "redis.pem").read_bytes() == (tmp_path / "next.pem").read_bytes()
+    assert verifies(tmp_path / "next.pem", tls / "m1-redis.pem")
+    assert not verifies(tmp_path / "old.pem", tls / "m1-redis.pem")
+    assert verifies(tls / "redis-ca.pem", tmp_path / "old-leaf.pem"), "the old CA is no longer trusted mid-rotation"
+    assert rotate(tmp_path, "promote-ca") == set(), "promoting again changed something"
+
+    rotate(tmp_path, "retire-ca")
+    assert not (tls / "ca-previous").exists()
+    assert not verifies(tls / "redis-ca.pem", tmp_path / "old-leaf.pem")
+    assert verifies(tls / "redis-ca.pem", tls / "m1-redis.pem")
+
+
+def test_an_unknown_rotation_step_is_named(tmp_path):
+    p = subprocess.run([str(DEPLOY_PYTHON), "-m", "counterops.certs", str(tmp_path), "--rotate", "everything", *HOSTS],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO / "scripts")))
+    assert p.returncode != 0 and "--rotate wants one of leaves, stage-ca, promote-ca, retire-ca" in p.stderr

@@ -13,7 +13,7 @@ import time
 import types
 from pathlib import Path
 
-from .. import jobs, machines, reboot
+from .. import jobs, machines, reboot, rotate
 from .runner import Scenario, log, primary_addr, until
 
 AGENT_DOWN_S = 15  # how long a killed agent stays down
@@ -196,6 +196,17 @@ class RollingReboot(Scenario):
         shutil.rmtree(os.path.dirname(self.rotation), ignore_errors=True)
 
 
+class RotateCerts(RollingReboot):
+    """Every certificate made anew (rotate-certs), or every CA too
+    (rotate-ca: three rolls, the old and new CAs trusted meanwhile), as
+    `scripts/deploy rotate-certs` does it (counterops/rotate.py: each host out
+    of rotation, its new files installed and its units restarted, back),
+    under load through the hosts in rotation: no failed request."""
+
+    def fault(self):
+        rotate.rotate(self.t, ca=self.name == "rotate-ca", rotation=self.rotation)
+
+
 class Partition(Scenario):
     """Cut the primary's test machine off the bridge, then heal it."""
     role = "the primary's machine"
@@ -306,7 +317,7 @@ def _args(**kw):
 
 SCENARIOS = {"primary-kill": PrimaryKill, "machine-loss": MachineLoss, "replica-return": MachineReturn,
              "primary-return": MachineReturn, "server-return": MachineReturn, "rolling-reboot": RollingReboot,
-             "partition": Partition,
+             "rotate-certs": RotateCerts, "rotate-ca": RotateCerts, "partition": Partition,
              "partition-server": PartitionServer, "rolling-deploy": RollingDeploy, "alloc-kill": AllocKill,
              "agent-restart": AgentRestart}
 for _agent in ("consul-leader-kill", "nomad-leader-kill", "consul-agent-primary"):
