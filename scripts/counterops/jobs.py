@@ -23,8 +23,12 @@ from .common import die, log
 
 REPO = Path(__file__).resolve().parents[2]
 # In submission order: the gateway first, so it routes the services as soon
-# as they register; the autoscaler last, once web exists.
-JOBS = ["traefik", "web", "web-inc", "autoscaler"]
+# as they register; the autoscaler once web exists; the metrics last, once
+# there is something to scrape.
+JOBS = ["traefik", "web", "web-inc", "autoscaler", "exporters", "prometheus"]
+# Metrics and alerts run on the local stack only, so far: a cluster's
+# scrapes need TLS and client certificates to every agent and service.
+LOCAL_ONLY = ("exporters", "prometheus")
 # Where the deploy installs the CAs of Consul and Redis on every host
 # (deploy/roles/counter_node): each client trusts its peer's role alone.
 CONSUL_CA, REDIS_CA = "/etc/counter/tls/consul-ca.pem", "/etc/counter/tls/redis-ca.pem"
@@ -172,7 +176,7 @@ def deploy(t, args):
         var = nomad.get(f"/v1/var/{DEPLOY_VARIABLE}", missing_ok=True)
         resized = (var or {}).get("Items", {}).get("clients") != str(clients)
     args.vars_dir = args.vars_dir or str(t.state / "jobs")
-    for job_id in args.jobs or JOBS:
+    for job_id in args.jobs or [j for j in JOBS if t.kind == "local" or j not in LOCAL_ONLY]:
         job_file = f"nomad/{job_id}.nomad.hcl"
         if not (REPO / job_file).exists():
             die(f"no job file {job_file} in {REPO}")

@@ -44,8 +44,11 @@ JOBS_DIR = LOCAL_STATE / "jobs"
 # user can traverse. Root-owned; alloc/ 0710 with TASK_GROUP, the group every
 # task user is in (besides its own), so tasks reach their allocation.
 TASK_ROOT = Path(os.environ.get("COUNTER_TASK_ROOT", "/var/lib/counter-local"))
-TASK_GROUP = "counter-tasks"
 AS_ROOT = os.geteuid() == 0
+# Where the prometheus job keeps its data: outside its allocations, so that
+# it outlives them; under TASK_ROOT (its user can reach it) when run as root.
+METRICS_DATA = (TASK_ROOT if AS_ROOT else LOCAL_STATE) / "prometheus"
+TASK_GROUP = "counter-tasks"
 GATEWAY = "http://127.0.0.1:8080"
 # Which component reads which rendered file: a running one is restarted when it changes.
 READERS = {"consul.d/": "consul", "nomad.d/": "nomad", "redis/primary.conf": "redis-primary",
@@ -79,6 +82,8 @@ def ensure_task_users():
     and TASK_ROOT with the binaries the tasks run; only as root."""
     if not AS_ROOT:
         log(f"warning: not root: Nomad cannot switch users, so tasks run as {pwd.getpwuid(os.getuid()).pw_name}")
+        for sub in ("prometheus", "alertmanager"):
+            (METRICS_DATA / sub).mkdir(parents=True, exist_ok=True)
         return
     try:
         grp.getgrnam(TASK_GROUP)
@@ -99,6 +104,14 @@ def ensure_task_users():
         d.mkdir(parents=True, exist_ok=True)
         os.chown(d, 0, gid if d.name == "alloc" else 0)
         d.chmod(mode)
+    # Prometheus' and Alertmanager's data: its job's user's alone.
+    metrics_user = pwd.getpwnam(render.settings()["counter_task_users"]["prometheus"])
+    METRICS_DATA.mkdir(parents=True, exist_ok=True)
+    os.chown(METRICS_DATA, metrics_user.pw_uid, metrics_user.pw_gid)
+    METRICS_DATA.chmod(0o700)
+    for sub in ("prometheus", "alertmanager"):
+        (METRICS_DATA / sub).mkdir(exist_ok=True)
+        os.chown(METRICS_DATA / sub, metrics_user.pw_uid, metrics_user.pw_gid)
     for tool in ("traefik", "nomad-autoscaler"):
         src, dst = (BIN / tool).resolve(), TASK_ROOT / "bin" / tool
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
@@ -158,7 +171,8 @@ def up(artifacts):
         keep_artifacts=False, clients=None, timeout=180, detach=False,
         # Not root: Nomad cannot switch users; the tasks run as the agent's.
         set=[*([] if AS_ROOT else ["task_user="]), f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
-             f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}"])
+             f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}",
+             f"prometheus:data_dir={METRICS_DATA}"])
     jobs.deploy(t, args)
     log(f"waiting for the gateway to answer {GATEWAY}/")
     until(f"{GATEWAY}/ through Traefik", lambda: answers(lambda: urllib.request.urlopen(GATEWAY + "/", timeout=2)),
@@ -213,7 +227,7 @@ def purge():
     for m in sorted(mounts, reverse=True):
         if m.startswith((f"{DATA}/", f"{alloc}/")):
             subprocess.run(["umount", m], stderr=subprocess.DEVNULL)
-    for d in (DATA, JOBS_DIR, ETC, alloc):
+    for d in (DATA, JOBS_DIR, ETC, alloc, METRICS_DATA):
         shutil.rmtree(d, ignore_errors=True)
     log(f"purged {DATA} (the count starts again at 0)")
 

@@ -3,13 +3,16 @@ allocation, for the local stack and the cluster alike. Sources: Nomad (nodes,
 allocations), Consul (members, service health), Redis (INFO replication) and
 Sentinel, and the /metrics of every web, web-inc and Traefik allocation, read
 twice INTERVAL seconds apart for request and error rates. Locally also the
-processes scripts/up started; in a cluster the days left of every
-certificate its hosts serve. Exits 1 when something expected is down or a
-certificate expires within 30 days.
+processes scripts/up started, and the alerts Prometheus has firing (the
+prometheus job, nomad/prometheus.nomad.hcl); in a cluster the days left of
+every certificate its hosts serve. Exits 1 when something expected is down
+or a certificate expires within 30 days (a firing alert is listed; it does
+not change the exit status).
 """
 
 import argparse
 import http.client
+import json
 import re
 import ssl
 import sys
@@ -22,6 +25,8 @@ from .logs import JOBS, allocations
 from .redis import RedisError, parse_info
 
 SENTINEL_PORT = 26380
+# The local stack's Prometheus (nomad/prometheus.nomad.hcl's static port).
+PROMETHEUS = "http://127.0.0.1:9090"
 ok = True
 
 
@@ -174,6 +179,24 @@ def redis_rows(t, consul):
     return rows, {node: ", ".join(s) for node, s in per_node.items()}
 
 
+def print_alerts(prometheus):
+    """The alerts PROMETHEUS has firing (or pending: their condition holds
+    but not yet for as long as the rule wants)."""
+    try:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/alerts", timeout=3) as r:
+            alerts = json.load(r)["data"]["alerts"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"\n== alerts: Prometheus at {prometheus} not answering ({e})")
+        return
+    rows = [[a["labels"]["alertname"], a["state"], a["labels"].get("severity", "-"),
+             a.get("activeAt", "")[:19].replace("T", " "), a.get("annotations", {}).get("summary", "")]
+            for a in sorted(alerts, key=lambda a: (a["state"] != "firing", a["labels"]["alertname"]))]
+    if rows:
+        table(["ALERT", "STATE", "SEVERITY", "SINCE (UTC)", "SUMMARY"], rows, f"\n== alerts ({prometheus})")
+    else:
+        print(f"\n== alerts ({prometheus}): none")
+
+
 def main():
     p = argparse.ArgumentParser(prog="scripts/status", description=__doc__.split("\n\n")[0])
     target.add_arguments(p)
@@ -272,6 +295,9 @@ def main():
         table(["MACHINE", "CERTIFICATE", "ADDRESS", "EXPIRES", "DAYS", "NOTE"], cert_rows,
               "\n== certificates (as each endpoint serves it; each CA's file)")
         bad(not fine)
+
+    if t.kind == "local":
+        print_alerts(PROMETHEUS)
 
     gateway = t.gateway(None if t.kind == 'local' else t.server())
     try:

@@ -74,7 +74,8 @@ def test_every_job_runs_as_its_own_user_in_both_modes_unless_told_none():
     users = {job: jobs.job_vars(profile, job, 3, args())["task_user"]
              for profile in ("local", "cluster") for job in jobs.JOBS}
     assert users == {"traefik": "counter-traefik", "web": "counter-web", "web-inc": "counter-web-inc",
-                     "autoscaler": "counter-autoscaler"}
+                     "autoscaler": "counter-autoscaler", "prometheus": "counter-prometheus",
+                     "exporters": "counter-exporters"}
     assert jobs.job_vars("local", "web", 1, args(set=["task_user="]))["task_user"] == ""
 
 

@@ -1,0 +1,161 @@
+# prometheus: collects the metrics of every part of Counter and evaluates
+# its alerts (prometheus/alerts.yml), with Alertmanager beside it routing
+# them. Debian's prometheus and prometheus-alertmanager (scripts/install),
+# run by Nomad like the rest. Its targets come from Consul's catalog through
+# this job's own workload identity (Consul role nomad-tasks-prometheus,
+# scripts/counterops/acl.toml): Nomad's template engine follows the catalog
+# with blocking queries and writes prometheus/targets.yml.tpl's file, which
+# Prometheus re-reads by itself (file_sd); Prometheus holds no catalog
+# token. docs/observability.md, "Metrics and alerts".
+#   nomad job run -var-file=$COUNTER_STATE/jobs/prometheus.vars.hcl nomad/prometheus.nomad.hcl
+
+variable "task_user" {
+  type        = string
+  description = "The unprivileged system user of this job's tasks, its own (counter-prometheus; counter_task_users in deploy/group_vars/all/settings.yml). An empty string runs the tasks as the Nomad agent's own user (scripts/up when not run as root)."
+}
+
+variable "data_dir" {
+  type        = string
+  description = "Prometheus' and Alertmanager's data, outside the allocation so that it outlives it (a restart, a new version of the job): owned by task_user. scripts/up: <local state>/prometheus."
+}
+
+variable "listen" {
+  type        = string
+  description = "The address Prometheus and Alertmanager listen on: 127.0.0.1 on the local stack."
+  default     = "127.0.0.1"
+}
+
+variable "retention" {
+  type        = string
+  description = "How long samples are kept (also capped at 1 GB). At a 5 s scrape interval a day of the local stack is about 20 MB."
+  default     = "7d"
+}
+
+job "prometheus" {
+  type = "service"
+
+  group "prometheus" {
+    count = 1
+
+    # Static: operators, scripts/status and the tests find them there.
+    network {
+      port "http" {
+        static = 9090
+      }
+      port "alertmanager" {
+        static = 9093
+      }
+    }
+
+    service {
+      name     = "prometheus"
+      provider = "consul"
+      port     = "http"
+      check {
+        type     = "http"
+        path     = "/-/ready"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    service {
+      name     = "alertmanager"
+      provider = "consul"
+      port     = "alertmanager"
+      check {
+        type     = "http"
+        path     = "/-/ready"
+        interval = "5s"
+        timeout  = "2s"
+      }
+    }
+
+    task "prometheus" {
+      driver = "raw_exec"
+      user   = var.task_user
+
+      # The Consul agents' /v1/agent/metrics needs a token (agent:read): the
+      # task's own (its workload identity's, CONSUL_TOKEN), written by the
+      # task itself into a file only its user reads, which the scrape
+      # configuration names. Nothing else of it leaves the environment.
+      config {
+        command = "/bin/sh"
+        args = ["-c", join(" ", [
+          "umask 077 && printf %s \"$CONSUL_TOKEN\" > \"$NOMAD_SECRETS_DIR/consul.token\" &&",
+          "exec /usr/bin/prometheus",
+          "--config.file=\"$NOMAD_TASK_DIR/prometheus.yml\"",
+          "--storage.tsdb.path=${var.data_dir}/prometheus",
+          "--storage.tsdb.retention.time=${var.retention}",
+          "--storage.tsdb.retention.size=1GB",
+          "--web.listen-address=${var.listen}:$NOMAD_PORT_http",
+          "--log.level=warn",
+        ])]
+      }
+
+      consul {}
+
+      template {
+        data            = file("prometheus/prometheus.yml")
+        destination     = "local/prometheus.yml"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      template {
+        data            = file("prometheus/alerts.yml")
+        destination     = "local/alerts.yml"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      # The targets, from the catalog: Prometheus re-reads the file when it
+      # changes (file_sd), no signal needed.
+      template {
+        data        = file("prometheus/targets.yml.tpl")
+        destination = "local/targets.yml"
+        change_mode = "noop"
+      }
+
+      resources {
+        cpu    = 200
+        memory = 512
+      }
+    }
+
+    task "alertmanager" {
+      driver = "raw_exec"
+      user   = var.task_user
+
+      config {
+        command = "/usr/bin/prometheus-alertmanager"
+        args = [
+          "--config.file=${NOMAD_TASK_DIR}/alertmanager.yml",
+          "--storage.path=${var.data_dir}/alertmanager",
+          "--web.listen-address=${var.listen}:${NOMAD_PORT_alertmanager}",
+          # One instance: no gossip with peers.
+          "--cluster.listen-address=",
+          "--log.level=warn",
+        ]
+      }
+
+      template {
+        data            = file("prometheus/alertmanager.yml")
+        destination     = "local/alertmanager.yml"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "signal"
+        change_signal   = "SIGHUP"
+      }
+
+      resources {
+        cpu    = 50
+        memory = 64
+      }
+    }
+  }
+}
