@@ -1,5 +1,5 @@
 """What scripts/bench runs on 127.0.0.1: Redis (plain or TLS), the services,
-the constant server, nginx and Traefik, each start returning once it answers;
+the constant server, nginx, Traefik and Prometheus, each start returning once it answers;
 and what the bench asks of them: HTTP, ports, /proc."""
 
 import os
@@ -166,8 +166,12 @@ worker_processes 1; daemon off; pid nginx.pid; error_log error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
+  # nginx closes a client's kept connection after 1,000 requests by default:
+  # at 6,600 req/s over 32 connections a 5 s latency run crossed it, and the
+  # load generator counted each close as an error. Never within a run.
+  keepalive_requests 1000000;
   client_body_temp_path body; proxy_temp_path proxy; fastcgi_temp_path fastcgi; uwsgi_temp_path uwsgi; scgi_temp_path scgi;
-  upstream backend { server 127.0.0.1:$backend; keepalive 64; }
+  upstream backend { server 127.0.0.1:$backend; keepalive 64; keepalive_requests 1000000; }
   server {
     listen 127.0.0.1:$port;
     # Keep-alive to the backend needs HTTP/1.1 and no "Connection: close".
@@ -210,3 +214,20 @@ def traefik(b, name, admin, knobs, entrypoints):
     for port, *_ in entrypoints.values():
         wait_http(p, f"{name} to route :{port}", url(port))
     return p
+
+
+def prometheus(b, name, port, targets):
+    """Debian's Prometheus scraping TARGETS (ports of 127.0.0.1) at the
+    interval of the stack's own (prometheus/prometheus.yml's global one)."""
+    interval = re.search(r"^\s*scrape_interval:\s*(\S+)", (ROOT / "prometheus/prometheus.yml").read_text(), re.M)[1]
+    (b.work / name).mkdir()
+    (b.work / name / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: {interval}, scrape_timeout: 4s}}\n"
+        "scrape_configs:\n  - job_name: bench\n    static_configs:\n"
+        f"      - targets: [{', '.join(f'127.0.0.1:{t}' for t in targets)}]\n")
+    p = b.start(name, "/usr/bin/prometheus", f"--config.file={b.work / name}/prometheus.yml",
+                f"--storage.tsdb.path={b.work / name}/data", f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn")
+    wait_http(p, f"{name} on :{port}", url(port, "/-/ready"))
+    return p
+

@@ -2,9 +2,12 @@
 after round, on 127.0.0.1, with ports from BENCH_BASE_PORT. B is the run
 (load.Bench)."""
 
+import os
+import time
+
 import servers
 from load import half
-from servers import acknowledged, claim_ports, get, peak_rss_mb, url
+from servers import acknowledged, claim_ports, cpu_s, get, peak_rss_mb, url
 
 from counterops.common import log
 
@@ -16,11 +19,14 @@ def redis_flags(primary, replica):
 def services(b):
     """web GET / vs the constant server (the services' own hyper server
     answering 42); web-inc /inc vs redis-benchmark INCR, no pipelining; both
-    again with Redis over TLS (a TLS-only primary + replica) vs plain TCP.
-    Ports BASE..BASE+4 and BASE+21..BASE+24."""
+    again with Redis over TLS (a TLS-only primary + replica) vs plain TCP;
+    a second web that a Prometheus scrapes at the stack's interval vs the
+    first, which nothing scrapes, and that Prometheus' CPU.
+    Ports BASE..BASE+4, BASE+21..BASE+24 and BASE+35..BASE+36."""
     base = b.base
     claim_ports(base, 5)
     claim_ports(base + 21, 4)
+    claim_ports(base + 35, 2)
     servers.constant(b, "constant", base + 2)
     pki = servers.make_pki(b.work / "pki")
     web, inc = {}, {}
@@ -30,14 +36,22 @@ def services(b):
         flags = redis_flags(primary, primary + 1) + (["--redis-tls-ca", pki / "ca.pem"] if tls else [])
         web[tls] = servers.service(b, f"web{tls}", web_port, "web", *flags)
         inc[tls] = servers.service(b, f"web-inc{tls}", inc_port, "web-inc", *flags, ready=True)
-    for _ in b.each_round("services", "constant GET /, web GET / (plain, Redis TLS), redis INCR, "
+    servers.service(b, "web_scraped", base + 35, "web", *redis_flags(base, base + 1))
+    scraper = servers.prometheus(b, "prometheus", base + 36, [base + 35])
+    scraper_cpu, scraper_since = cpu_s(scraper.pid), time.monotonic()
+    for _ in b.each_round("services", "constant GET /, web GET / (plain, Redis TLS, scraped), redis INCR, "
                           "web-inc /inc (plain, Redis TLS)"):
         b.wrk("constant_get", url(base + 2))
         b.wrk("web_get", url(base + 3))
+        b.wrk("web_get_scraped", url(base + 35))
         b.wrk("web_get_tls", url(base + 23))
         b.redis_incr("redis_incr", base)
         b.wrk("web_inc", url(base + 4, "/inc"))
         b.wrk("web_inc_tls", url(base + 24, "/inc"))
+    # What collecting costs: the scraper's CPU over the whole suite, as a
+    # share of the host's cores.
+    share = (cpu_s(scraper.pid) - scraper_cpu) / (time.monotonic() - scraper_since) / os.cpu_count()
+    b.value("scrape.prometheus_cpu_pct_of_host", f"{share * 100:.3f}")
     for tls, inc_port in (("", base + 4), ("_tls", base + 24)):
         b.value(f"rss_mb.web{tls}", peak_rss_mb(web[tls].pid))
         b.value(f"rss_mb.web_inc{tls}", peak_rss_mb(inc[tls].pid))
