@@ -89,6 +89,9 @@ job "prometheus" {
           "--storage.tsdb.retention.time=${var.retention}",
           "--storage.tsdb.retention.size=1GB",
           "--web.listen-address=${var.listen}:$NOMAD_PORT_http",
+          # Counter's dashboard (prometheus/consoles/counter.html): /consoles/counter.html.
+          "--web.console.templates=\"$NOMAD_TASK_DIR/consoles\"",
+          "--web.console.libraries=\"$NOMAD_TASK_DIR/consoles\"",
           "--log.level=warn",
         ])]
       }
@@ -111,6 +114,15 @@ job "prometheus" {
         right_delimiter = ":nomad]]"
         change_mode     = "signal"
         change_signal   = "SIGHUP"
+      }
+
+      # The dashboard: read from disk at each request, no signal needed.
+      template {
+        data            = file("prometheus/consoles/counter.html")
+        destination     = "local/consoles/counter.html"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "noop"
       }
 
       # The targets, from the catalog: Prometheus re-reads the file when it

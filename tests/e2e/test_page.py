@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import CONSUL, GATEWAY, get_json, http, wait_for
+from conftest import CACHE, CONSUL, GATEWAY, get_json, http, wait_for
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -110,3 +110,39 @@ def test_another_sites_page_cannot_make_its_visitors_increment(browser):
         assert int(http(GATEWAY + "/").text) == before
     finally:
         server.shutdown()
+
+
+DASHBOARD = "http://127.0.0.1:9090/consoles/counter.html"
+# Where the run leaves its picture of the dashboard (README, "Seeing it").
+SCREENSHOT = CACHE / "screenshots" / "dashboard-local.png"
+
+
+def rows(driver, table):
+    return [r.text for r in driver.find_elements(By.CSS_SELECTOR, f"#{table} tr")]
+
+
+def test_the_dashboard_shows_the_machine_its_allocations_the_redis_roles_and_the_alerts(browser):
+    """Counter's page in Prometheus (prometheus/consoles/counter.html), as a
+    person sees it: every machine, every job's allocations, each Redis and
+    its role, the request rates, the alerts; then its picture is saved."""
+    # Some traffic, so the request table has figures to show.
+    for _ in range(20):
+        http(GATEWAY + "/inc", method="POST")
+
+    def complete(d):
+        d.get(DASHBOARD)
+        allocs = " ".join(rows(d, "allocations"))
+        return (any(r.startswith("local yes") for r in rows(d, "machines"))
+                and all(f"{job} / {job}" in allocs for job in ("traefik", "web", "web-inc", "prometheus"))
+                and {"web", "web-inc", "gateway"} <= {r.split()[0] for r in rows(d, "services")[1:]})
+
+    wait_for("the dashboard to show the machine, the allocations and the services",
+             lambda: complete(browser), timeout=60, interval=2)
+    redis = rows(browser, "redis")
+    assert any(r.startswith("127.0.0.1:6380 primary") for r in redis), redis
+    assert any(r.startswith("127.0.0.1:6381 replica") and r.endswith("up") for r in redis), redis
+    assert rows(browser, "alerts"), "no alerts table"
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    browser.set_window_size(1400, 1000)
+    browser.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
