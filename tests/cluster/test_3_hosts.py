@@ -65,9 +65,13 @@ def test_a_host_is_removed_under_load_without_a_failed_request(cluster):
     assert leaving not in shrunk.hosts
     final = int(shrunk.redis_cli(shrunk.primary(), "GET", "counter"))
     line, problems = verdict("remove-host", result, initial, final, 0)
-    print(line)
-    assert not problems, line + str(problems)
-    assert result["get_errors"] == 0 and result["inc_errors"] == 0, line + str(result.get("error_kinds"))
+    # Which host held the primary when the removal began: a clean-clone CI
+    # run once had reads and writes pause 1.4 s here, with GET 503s, as at a
+    # primary change (docs/chaos.md); this says whether one happened.
+    where = f" (primary before: {primary}, now: {shrunk.primary()}; removed: {leaving})"
+    print(line + where)
+    assert not problems, line + str(problems) + where
+    assert result["get_errors"] == 0 and result["inc_errors"] == 0, line + str(result.get("error_kinds")) + where
     assert len(result["acked"]) > 0 and result["get_ok"] > 0
     assert not any(m["Name"] == leaving and m["Status"] == 1 for m in shrunk.consul_api("/v1/agent/members"))
     assert leaving not in [n["Name"] for n in shrunk.nomad_api("/v1/nodes")]
