@@ -17,6 +17,11 @@ variable "task_user" {
   description = "The unprivileged system user of this job's tasks, its own (counter-autoscaler; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
+variable "task_uid" {
+  type        = number
+  description = "The uid of task_user (counter_task_uids in deploy/group_vars/all/settings.yml; the gid of its group too): the agent's config, which holds its token, is rendered owned by it, readable by it alone. -1 leaves it the agent's (with an empty task_user)."
+}
+
 job "autoscaler" {
   type = "service"
 
@@ -51,16 +56,25 @@ job "autoscaler" {
 
       config {
         command = var.autoscaler_binary
-        args    = ["agent", "-config", "${NOMAD_TASK_DIR}/autoscaler.hcl"]
+        args    = ["agent", "-config", "${NOMAD_SECRETS_DIR}/autoscaler.hcl"]
       }
 
-      # NOMAD_TOKEN: this task's workload identity, accepted by the Task API.
+      # This task's workload identity, accepted by the Task API, as the file
+      # secrets/nomad_token, which Nomad writes readable by the task's user
+      # alone; not NOMAD_TOKEN: no process's environment holds a secret.
       identity {
-        env = true
+        file = true
       }
 
+      # The agent's config holds the token (the autoscaler reads no token
+      # file): in the secrets dir, readable by the task's user alone (0400,
+      # owned by task_uid: a template names its owner by number).
       template {
-        destination = "local/autoscaler.hcl"
+        destination = "secrets/autoscaler.hcl"
+        perms       = "0400"
+        uid         = var.task_uid
+        gid         = var.task_uid
+        change_mode = "restart"
         data        = <<-HCL
           log_level = "INFO"
           # Health and metrics API, on loopback only.
@@ -71,6 +85,7 @@ job "autoscaler" {
           # The Task API: this allocation's own socket to its Nomad agent.
           nomad {
             address = "unix://{{ env "NOMAD_SECRETS_DIR" }}/api.sock"
+            token   = "{{ file (print (env "NOMAD_SECRETS_DIR") "/nomad_token") }}"
           }
           policy {
             default_evaluation_interval = "10s"

@@ -14,6 +14,11 @@ variable "task_user" {
   description = "The unprivileged system user of this job's tasks, its own (counter-prometheus; counter_task_users in deploy/group_vars/all/settings.yml). An empty string runs the tasks as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
+variable "task_uid" {
+  type        = number
+  description = "The uid of task_user (counter_task_uids in deploy/group_vars/all/settings.yml; the gid of its group too): the Consul token's file is rendered owned by it, readable by it alone. -1 leaves it the agent's (with an empty task_user)."
+}
+
 variable "data_dir" {
   type        = string
   description = "Prometheus' and Alertmanager's data, outside the allocation so that it outlives it (a restart, a new version of the job): owned by task_user. scripts/up: <local state>/prometheus."
@@ -75,25 +80,37 @@ job "prometheus" {
       driver = "raw_exec"
       user   = var.task_user
 
-      # The Consul agents' /v1/agent/metrics needs a token (agent:read): the
-      # task's own (its workload identity's, CONSUL_TOKEN), written by the
-      # task itself into a file only its user reads, which the scrape
-      # configuration names. Nothing else of it leaves the environment.
+      # Through env(1), which drops the Consul token Nomad puts in the
+      # environment of a task with a Consul identity: no process's
+      # environment (/proc/PID/environ) holds a secret.
       config {
-        command = "/bin/sh"
-        args = ["-c", join(" ", [
-          "umask 077 && printf %s \"$CONSUL_TOKEN\" > \"$NOMAD_SECRETS_DIR/consul.token\" &&",
-          "exec /usr/bin/prometheus",
-          "--config.file=\"$NOMAD_TASK_DIR/prometheus.yml\"",
+        command = "/usr/bin/env"
+        args = [
+          "--unset=CONSUL_TOKEN", "--unset=CONSUL_HTTP_TOKEN",
+          "/usr/bin/prometheus",
+          "--config.file=${NOMAD_TASK_DIR}/prometheus.yml",
           "--storage.tsdb.path=${var.data_dir}/prometheus",
           "--storage.tsdb.retention.time=${var.retention}",
           "--storage.tsdb.retention.size=1GB",
-          "--web.listen-address=${var.listen}:$NOMAD_PORT_http",
+          "--web.listen-address=${var.listen}:${NOMAD_PORT_http}",
           # Counter's dashboard (prometheus/consoles/counter.html): /consoles/counter.html.
-          "--web.console.templates=\"$NOMAD_TASK_DIR/consoles\"",
-          "--web.console.libraries=\"$NOMAD_TASK_DIR/consoles\"",
+          "--web.console.templates=${NOMAD_TASK_DIR}/consoles",
+          "--web.console.libraries=${NOMAD_TASK_DIR}/consoles",
           "--log.level=warn",
-        ])]
+        ]
+      }
+
+      # The Consul agents' /v1/agent/metrics needs a token (agent:read): the
+      # task's own (its workload identity's), in a file of its secrets dir
+      # that its user alone reads (0400, owned by task_uid), which the scrape
+      # configuration names (credentials_file).
+      template {
+        data        = "{{ env \"CONSUL_TOKEN\" }}"
+        destination = "secrets/consul.token"
+        perms       = "0400"
+        uid         = var.task_uid
+        gid         = var.task_uid
+        change_mode = "restart"
       }
 
       consul {}

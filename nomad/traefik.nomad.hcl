@@ -36,6 +36,11 @@ variable "task_user" {
   description = "The unprivileged system user of this job's tasks, its own (counter-traefik; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
+variable "task_uid" {
+  type        = number
+  description = "The uid of task_user (counter_task_uids in deploy/group_vars/all/settings.yml; the gid of its group too): the Consul token's file is rendered owned by it, readable by it alone. -1 leaves it the agent's (with an empty task_user)."
+}
+
 job "traefik" {
   type = "system"
 
@@ -82,9 +87,16 @@ job "traefik" {
       # Never root: the clients refuse uid 0 (raw_exec denied_host_uids).
       user = var.task_user
 
+      # Through env(1), which drops the Consul token Nomad puts in the
+      # environment of a task with a Consul identity: Traefik's Consul client
+      # reads it from its file (CONSUL_HTTP_TOKEN_FILE, below), and no
+      # process's environment (/proc/PID/environ) holds a secret.
       config {
-        command = var.traefik_binary
-        args    = ["--configFile=${NOMAD_TASK_DIR}/traefik.yml"]
+        command = "/usr/bin/env"
+        args = [
+          "--unset=CONSUL_TOKEN", "--unset=CONSUL_HTTP_TOKEN",
+          var.traefik_binary, "--configFile=${NOMAD_TASK_DIR}/traefik.yml",
+        ]
       }
 
       # Delimiters nobody writes in YAML: the file is copied verbatim, even if
@@ -94,7 +106,7 @@ job "traefik" {
         destination     = "local/traefik.yml"
         left_delimiter  = "[[nomad:"
         right_delimiter = ":nomad]]"
-        # No secret in it (the Consul token is in the environment, below), so
+        # No secret in it (the Consul token has its own file, below), so
         # the default 0644: the task runs as task_user, and Nomad renders
         # templates as root.
         change_mode = "restart"
@@ -123,6 +135,8 @@ job "traefik" {
         # Read by traefik.yml's template (above).
         COUNTER_GATEWAY_BIND = var.gateway_bind
         COUNTER_GATEWAY_TLS  = var.https ? "yes" : ""
+        # The token's file (below), read by Traefik's Consul client.
+        CONSUL_HTTP_TOKEN_FILE = "${NOMAD_SECRETS_DIR}/consul-token"
       }
 
       # A workload identity for Consul: Nomad logs in to the auth method
@@ -130,17 +144,19 @@ job "traefik" {
       # (and secrets/consul_token, which is root's: 0640 root:root).
       consul {}
 
-      # Traefik's Consul token (reads web and web-inc only), in CONSUL_HTTP_TOKEN:
-      # traefik.yml names none, so Traefik's Consul client takes it from the
-      # environment. It is the workload identity's token (role
-      # nomad-tasks-traefik: gateway-catalog, scripts/counterops/acl.toml). The
-      # file is in the task's secrets dir, 0600, read by Nomad, not by the
-      # task; nothing reaches argv, a log or the job spec.
+      # Traefik's Consul token (reads web and web-inc only): the workload
+      # identity's (role nomad-tasks-traefik: gateway-catalog,
+      # scripts/counterops/acl.toml), in a file of the task's secrets dir that
+      # its user alone reads (0400, owned by task_uid), named by
+      # CONSUL_HTTP_TOKEN_FILE, which Traefik's Consul client reads (traefik.yml
+      # names no token). Nothing reaches argv, the environment, a log or the
+      # job spec.
       template {
-        data        = "CONSUL_HTTP_TOKEN={{ env \"CONSUL_TOKEN\" }}\n"
-        destination = "secrets/consul.env"
-        env         = true
-        perms       = "0600"
+        data        = "{{ env \"CONSUL_TOKEN\" }}"
+        destination = "secrets/consul-token"
+        perms       = "0400"
+        uid         = var.task_uid
+        gid         = var.task_uid
         change_mode = "restart"
       }
 

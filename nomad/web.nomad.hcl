@@ -104,6 +104,11 @@ variable "task_user" {
   description = "The unprivileged system user of this job's tasks, its own (counter-web; counter_task_users in deploy/group_vars/all/settings.yml, which counterops.jobs passes and scripts/up and the deploy create). raw_exec would run the task as root otherwise; the clients refuse uid 0 (denied_host_uids). An empty string runs the task as the Nomad agent's own user (scripts/up when not run as root)."
 }
 
+variable "task_uid" {
+  type        = number
+  description = "The uid of task_user (counter_task_uids in deploy/group_vars/all/settings.yml; the gid of its group too): the task's secret files are rendered owned by it, readable by it alone. -1 leaves them the agent's (with an empty task_user)."
+}
+
 job "web" {
   meta {
     release = var.release
@@ -243,28 +248,43 @@ job "web" {
         }
       }
 
+      # Through env(1), which drops the Consul token Nomad puts in the
+      # environment of a task with a Consul identity: the service reads it
+      # from its file (CONSUL_HTTP_TOKEN_FILE, below), and no process's
+      # environment (/proc/PID/environ) holds a secret.
       config {
-        command = "${NOMAD_TASK_DIR}/web"
+        command = "/usr/bin/env"
+        args    = ["--unset=CONSUL_TOKEN", "--unset=CONSUL_HTTP_TOKEN", "${NOMAD_TASK_DIR}/web"]
       }
 
-      # The Redis credentials (ACL user web) from the Nomad Variable
-      # nomad/jobs/web, which only this job's tasks can read, and the Consul
-      # token this task's workload identity logged in for (the consul block
-      # below; role nomad-tasks-web: Redis discovery and its KV settings),
-      # which Nomad hands the task as CONSUL_TOKEN, into the task's
-      # environment. The file is in the task's secrets dir, 0600; nothing
-      # reaches argv or a log. A changed variable restarts the task.
+      # The secrets, as files in the task's secrets dir that its user alone
+      # reads (0400, owned by task_uid: a template names its owner by
+      # number): the Redis password of the ACL user web, from the Nomad
+      # Variable nomad/jobs/web, which only this job's tasks can read, and
+      # the Consul token this task's workload identity logged in for (the
+      # consul block below; role nomad-tasks-web), which Nomad hands the
+      # task as CONSUL_TOKEN. Nothing reaches argv, the environment or a
+      # log. A changed secret restarts the task.
+      dynamic "template" {
+        for_each = {
+          "redis-password" = "{{ with nomadVar \"nomad/jobs/web\" }}{{ .redis_password }}{{ end }}"
+          "consul-token"   = "{{ env \"CONSUL_TOKEN\" }}"
+        }
+        content {
+          data        = template.value
+          destination = "secrets/${template.key}"
+          perms       = "0400"
+          uid         = var.task_uid
+          gid         = var.task_uid
+          change_mode = "restart"
+        }
+      }
+
+      # The Redis user's name (no secret), from the same Variable.
       template {
-        data        = <<-EOT
-          {{ with nomadVar "nomad/jobs/web" -}}
-          COUNTER_REDIS_USERNAME={{ .redis_username }}
-          COUNTER_REDIS_PASSWORD={{ .redis_password }}
-          {{ end -}}
-          CONSUL_HTTP_TOKEN={{ env "CONSUL_TOKEN" }}
-        EOT
-        destination = "secrets/counter.env"
+        data        = "{{ with nomadVar \"nomad/jobs/web\" }}COUNTER_REDIS_USERNAME={{ .redis_username }}{{ end }}\n"
+        destination = "local/redis-user.env"
         env         = true
-        perms       = "0600"
         change_mode = "restart"
       }
 
@@ -291,8 +311,10 @@ job "web" {
 
       # The binary binds NOMAD_IP_http:NOMAD_PORT_http by itself.
       env {
-        CONSUL_HTTP_ADDR     = var.consul_http_addr
-        COUNTER_RUNTIME_FILE = "${NOMAD_TASK_DIR}/runtime.env"
+        CONSUL_HTTP_ADDR            = var.consul_http_addr
+        CONSUL_HTTP_TOKEN_FILE      = "${NOMAD_SECRETS_DIR}/consul-token"
+        COUNTER_REDIS_PASSWORD_FILE = "${NOMAD_SECRETS_DIR}/redis-password"
+        COUNTER_RUNTIME_FILE        = "${NOMAD_TASK_DIR}/runtime.env"
       }
 
       # A Consul block gives the task a workload identity for Consul (the

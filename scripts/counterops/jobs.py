@@ -38,9 +38,9 @@ DEPLOY_VARIABLE = "counter/deploy"
 def job_vars(profile, job, clients, args, settings=None):
     """The variables a job is submitted with in a profile (name -> string), from
     SETTINGS (the target's: render.settings() and a cluster inventory's own)."""
-    # Its tasks' own user, in both modes (--set task_user= for none).
+    # Its tasks' own user, in both modes (--set task_user= task_uid=-1 for none).
     settings = settings or render.settings()
-    v = {"task_user": settings["counter_task_users"][job]}
+    v = {"task_user": settings["counter_task_users"][job], "task_uid": str(settings["counter_task_uids"][job])}
     if job == "web-inc":
         v["inc_limit_per_client"] = str(settings["counter_inc_limit_per_client"])
     if job in ("web", "web-inc"):

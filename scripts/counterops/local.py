@@ -89,14 +89,9 @@ def ensure_task_users():
         grp.getgrnam(TASK_GROUP)
     except KeyError:
         subprocess.run(["groupadd", "--system", TASK_GROUP], check=True)
+    uids = render.settings()["counter_task_uids"]
     for job, user in render.settings()["counter_task_users"].items():
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-                            "--shell", "/usr/sbin/nologin", "--comment", f"Counter {job} tasks (Nomad raw_exec)",
-                            user], check=True)
-            log(f"created the system user {user} for the {job} tasks")
+        ensure_user(job, user, uids[job])
         if user not in grp.getgrnam(TASK_GROUP).gr_mem:
             subprocess.run(["usermod", "--append", "--groups", TASK_GROUP, user], check=True)
     gid = grp.getgrnam(TASK_GROUP).gr_gid
@@ -104,20 +99,51 @@ def ensure_task_users():
         d.mkdir(parents=True, exist_ok=True)
         os.chown(d, 0, gid if d.name == "alloc" else 0)
         d.chmod(mode)
-    # Prometheus' and Alertmanager's data: its job's user's alone.
-    metrics_user = pwd.getpwnam(render.settings()["counter_task_users"]["prometheus"])
-    METRICS_DATA.mkdir(parents=True, exist_ok=True)
-    os.chown(METRICS_DATA, metrics_user.pw_uid, metrics_user.pw_gid)
-    METRICS_DATA.chmod(0o700)
+    # Prometheus' and Alertmanager's data: its job's user's alone, down to
+    # every file (what an older uid of that user wrote too).
+    owner = pwd.getpwnam(render.settings()["counter_task_users"]["prometheus"])
     for sub in ("prometheus", "alertmanager"):
-        (METRICS_DATA / sub).mkdir(exist_ok=True)
-        os.chown(METRICS_DATA / sub, metrics_user.pw_uid, metrics_user.pw_gid)
+        (METRICS_DATA / sub).mkdir(parents=True, exist_ok=True)
+    METRICS_DATA.chmod(0o700)
+    for path in [METRICS_DATA, *METRICS_DATA.rglob("*")]:
+        if (path.lstat().st_uid, path.lstat().st_gid) != (owner.pw_uid, owner.pw_gid):
+            os.chown(path, owner.pw_uid, owner.pw_gid, follow_symlinks=False)
     for tool in ("traefik", "nomad-autoscaler"):
         src, dst = (BIN / tool).resolve(), TASK_ROOT / "bin" / tool
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             shutil.copy(src, f"{dst}.tmp")
             os.chmod(f"{dst}.tmp", 0o755)
             os.replace(f"{dst}.tmp", dst)
+
+
+def ensure_user(job, user, uid):
+    """USER with uid UID in its own group of gid UID (counter_task_uids: Nomad
+    renders the job's secret files owned by that number). An account made
+    before the ids were fixed is moved to them, which needs none of its
+    processes running."""
+    def change(command):
+        out = subprocess.run(command, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.exit(f"error: {' '.join(command)}: {out.stderr.strip()}\n"
+                     f"  stop what runs as {user} (scripts/down) and run scripts/up again")
+
+    try:
+        if grp.getgrnam(user).gr_gid != uid:
+            log(f"moving the group {user} to gid {uid} (counter_task_uids)")
+            change(["groupmod", "--gid", str(uid), user])
+    except KeyError:
+        change(["groupadd", "--system", "--gid", str(uid), user])
+    try:
+        have = pwd.getpwnam(user)
+    except KeyError:
+        change(["useradd", "--system", "--uid", str(uid), "--gid", str(uid), "--no-create-home",
+                "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                "--comment", f"Counter {job} tasks (Nomad raw_exec)", user])
+        log(f"created the system user {user} (uid {uid}) for the {job} tasks")
+        return
+    if (have.pw_uid, have.pw_gid) != (uid, uid):
+        log(f"moving the system user {user} from uid {have.pw_uid} to {uid} (counter_task_uids)")
+        change(["usermod", "--uid", str(uid), "--gid", str(uid), user])
 
 
 def render_configs():
@@ -170,9 +196,10 @@ def up(artifacts):
         jobs=[], vars_dir=str(JOBS_DIR), artifact=artifacts, artifact_url=f"http://127.0.0.1:{supervisor.ARTIFACT_PORT}",
         keep_artifacts=False, clients=None, timeout=180, detach=False,
         # Not root: Nomad cannot switch users; the tasks run as the agent's.
-        set=[*([] if AS_ROOT else ["task_user="]), f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
+        set=[*([] if AS_ROOT else ["task_user=", "task_uid=-1"]), f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
              f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}",
-             f"prometheus:data_dir={METRICS_DATA}"])
+             f"prometheus:data_dir={METRICS_DATA}",
+             f"exporters:redis_ports={render.PRIMARY_PORT},{render.REPLICA_PORT}"])
     jobs.deploy(t, args)
     log(f"waiting for the gateway to answer {GATEWAY}/")
     until(f"{GATEWAY}/ through Traefik", lambda: answers(lambda: urllib.request.urlopen(GATEWAY + "/", timeout=2)),

@@ -1,6 +1,7 @@
 """The secured cluster: default-deny ACLs in Consul and Nomad, Redis users
-with least privilege, secrets that reach tasks through Nomad Variables and
-never a process list, a log, a job spec or the repository."""
+with least privilege, secrets that reach tasks through Nomad Variables as
+files their job's user alone reads, and never a process list, a task's
+environment, a log, a job spec or the repository."""
 
 import subprocess
 import sys
@@ -137,6 +138,42 @@ def test_each_jobs_tasks_run_as_its_own_unprivileged_user(cluster):
             read = cluster.ssh(host, f"setpriv --reuid={users['web']} --regid={users['web']} --clear-groups "
                                      f"cat /etc/counter/tls/{stem}-key.pem", check=False)
             assert (read.returncode == 0) == (job == "web"), (host, stem, read.returncode, read.stderr)
+
+
+# The variables a secret would be in, were it handed to a task that way.
+SECRET_VARIABLES = ("CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "NOMAD_TOKEN", "COUNTER_REDIS_PASSWORD", "REDIS_PASSWORD")
+# Each job's process name and its secret files in its task's secrets dir (nomad/*.nomad.hcl).
+SECRET_FILES = {"web": ("web", ["redis-password", "consul-token"]),
+                "web-inc": ("web-inc", ["redis-password", "consul-token"]),
+                "traefik": ("traefik", ["consul-token"]),
+                "autoscaler": ("nomad-autoscale", ["autoscaler.hcl", "nomad_token"])}
+
+
+def test_secrets_reach_tasks_as_files_their_user_alone_reads_never_the_environment(cluster):
+    """On every host, read as root: no task's environment holds a token or a
+    password; each secret file of a task is its job's user's (mode 0400 or
+    0600), and as web's user, the one the internet reaches, none of another
+    job's reads (its own does: the check can fail)."""
+    users = render.settings()["counter_task_users"]
+    seen = set()
+    for host in cluster.hosts:
+        for job, (comm, names) in SECRET_FILES.items():
+            for pid in cluster.ssh(host, f"pgrep -x {comm}", check=False).stdout.split():
+                environ = cluster.ssh(host, f"tr '\\0' '\\n' < /proc/{pid}/environ").stdout
+                env = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)
+                assert env.get("NOMAD_JOB_NAME") == job, (host, comm, pid, sorted(env))
+                assert not [k for k in SECRET_VARIABLES if env.get(k)], (host, job, "secret variables in environ")
+                scan(environ)
+                secrets_dir = cluster.ssh(host, f"readlink /proc/{pid}/cwd").stdout.strip() + "/secrets"
+                for name in names:
+                    f = f"{secrets_dir}/{name}"
+                    owner = cluster.ssh(host, f"stat -c '%U %a' {f}").stdout.split()
+                    assert owner[0] == users[job] and owner[1] in ("400", "600"), (host, f, owner)
+                    read = cluster.ssh(host, f"setpriv --reuid={users['web']} --regid={users['web']} "
+                                             f"--clear-groups cat {f} >/dev/null", check=False)
+                    assert (read.returncode == 0) == (job == "web"), (host, f, read.returncode, read.stderr)
+                seen.add(job)
+    assert seen == set(SECRET_FILES), f"no running task of {set(SECRET_FILES) - seen}"
 
 
 def test_the_clients_refuse_a_task_that_would_run_as_root(cluster, tmp_path):

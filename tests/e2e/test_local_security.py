@@ -1,8 +1,9 @@
 """The local stack's access control (docs/local-stack.md, "Security"):
 Nomad and Consul answer nothing without a token, the tokens live in 0600
-files and nowhere else (no command line, no job spec), each job's tasks run
-as an unprivileged system user of their own that cannot read another job's
-environment, the raw_exec driver refuses a task that asks for
+files and nowhere else (no command line, no job spec, no task's
+environment), each job's tasks run as an unprivileged system user of their
+own that cannot read another job's environment or secret files, the raw_exec
+driver refuses a task that asks for
 root, and Redis and Sentinel answer no one without a password: another local
 account can neither flush the count nor re-point a replica.
 
@@ -210,6 +211,59 @@ def test_a_compromised_web_cannot_read_another_jobs_environment():
     own = subprocess.run(["runuser", "-u", TASK_USERS["web-inc"], "--", "cat", f"/proc/{pids['web-inc'][0]}/environ"],
                          capture_output=True)
     assert own.returncode == 0 and b"COUNTER_" in own.stdout
+
+
+# The variables a secret would be in, were it handed to a task that way.
+SECRET_VARIABLES = ("CONSUL_TOKEN", "CONSUL_HTTP_TOKEN", "NOMAD_TOKEN", "COUNTER_REDIS_PASSWORD", "REDIS_PASSWORD")
+# Each job's secret files in its task's secrets dir (nomad/*.nomad.hcl).
+SECRET_FILES = {"web": ["redis-password", "consul-token"], "web-inc": ["redis-password", "consul-token"],
+                "traefik": ["consul-token"], "autoscaler": ["autoscaler.hcl", "nomad_token"],
+                "exporters": ["redis-passwords.json"], "prometheus": ["consul.token"]}
+
+
+def every_task_pid():
+    """task_pids() and the exporters' and Prometheus' (by their ports)."""
+    return {**task_pids(), "exporters": [listening_pid(9121)], "prometheus": [listening_pid(9090)]}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as their users only when started as root")
+def test_no_tasks_environment_holds_a_secret():
+    """Secrets reach the tasks as files only: read as root, which reads any
+    /proc/PID/environ, no task's environment has a token or a password, in a
+    variable of the usual names or anywhere."""
+    secrets = tokens()
+    for job, pids in every_task_pid().items():
+        for pid in pids:
+            raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+            env = dict(entry.split("=", 1) for entry in raw.split("\0") if "=" in entry)
+            assert env.get("NOMAD_JOB_NAME") == job, f"pid {pid} is not a task of {job}: {sorted(env)}"
+            held = sorted(name for name in SECRET_VARIABLES if env.get(name))
+            assert not held, f"{job} (pid {pid}) has {held} in its environment"
+            for name, value in secrets.items():
+                assert value not in raw, f"the secret {name} is in the environment of {job} (pid {pid})"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stack runs tasks as their users only when started as root")
+def test_each_tasks_secret_files_are_readable_by_its_user_alone():
+    """Each job's secret files (Redis password, Consul or Nomad token) are
+    its user's, no one else's: every other job's user fails to read them,
+    its own reads them (the check can fail)."""
+    pids = every_task_pid()
+    for job, names in SECRET_FILES.items():
+        # raw_exec runs a task in its task directory.
+        secrets_dir = Path(os.readlink(f"/proc/{pids[job][0]}/cwd")) / "secrets"
+        owner = pwd.getpwnam(TASK_USERS[job])
+        for name in names:
+            f = secrets_dir / name
+            st = f.stat()
+            assert st.st_uid == owner.pw_uid and not st.st_mode & 0o077, \
+                f"{f}: uid {st.st_uid}, mode {oct(stat.S_IMODE(st.st_mode))}; want {owner.pw_name}'s alone"
+            for other_job, user in TASK_USERS.items():
+                read = subprocess.run(["runuser", "-u", user, "--", "cat", str(f)], capture_output=True)
+                if other_job == job:
+                    assert read.returncode == 0 and read.stdout.strip(), f"{user} cannot read its own {f}"
+                else:
+                    assert read.returncode != 0 and not read.stdout, f"{user} read {job}'s {f}"
 
 
 @pytest.mark.parametrize("user", ["root", pytest.param(None, marks=pytest.mark.skipif(

@@ -17,7 +17,7 @@ def args(**kw):
 
 def test_the_local_stack_submits_the_job_files_defaults_and_the_artifact():
     v = jobs.job_vars("local", "web", 1, args())
-    assert v == {"task_user": "counter-web", "version": "abc", "checksum": "111",
+    assert v == {"task_user": "counter-web", "task_uid": "64102", "version": "abc", "checksum": "111",
                  "artifact_url": "http://192.0.2.1:8090"}
 
 
@@ -44,9 +44,9 @@ def test_set_overrides_one_job_or_every_job():
 
 
 def test_the_gateway_serves_https_on_every_address_and_reaches_the_services_over_tls_in_a_cluster_only():
-    assert jobs.job_vars("cluster", "traefik", 3, args()) == {"task_user": "counter-traefik", "gateway_bind": "",
-                                                              "https": "true", "services_tls": "true"}
-    assert jobs.job_vars("local", "traefik", 1, args()) == {"task_user": "counter-traefik"}
+    assert jobs.job_vars("cluster", "traefik", 3, args()) == {"task_user": "counter-traefik", "task_uid": "64101",
+                                                              "gateway_bind": "", "https": "true", "services_tls": "true"}
+    assert jobs.job_vars("local", "traefik", 1, args()) == {"task_user": "counter-traefik", "task_uid": "64101"}
 
 
 def test_kept_artifacts_come_from_the_var_file(tmp_path):
@@ -77,6 +77,10 @@ def test_every_job_runs_as_its_own_user_in_both_modes_unless_told_none():
                      "autoscaler": "counter-autoscaler", "prometheus": "counter-prometheus",
                      "exporters": "counter-exporters"}
     assert jobs.job_vars("local", "web", 1, args(set=["task_user="]))["task_user"] == ""
+    # Each with its fixed uid, which names its secret files' owner; all distinct.
+    uids = {job: jobs.job_vars("cluster", job, 3, args())["task_uid"] for job in jobs.JOBS}
+    assert len(set(uids.values())) == len(jobs.JOBS) and all(int(u) > 1000 for u in uids.values()), uids
+    assert jobs.job_vars("local", "web", 1, args(set=["task_uid=-1"]))["task_uid"] == "-1"
 
 
 def test_web_inc_gets_the_per_client_limit_and_a_cluster_inventory_may_set_its_own():

@@ -97,7 +97,7 @@ pub enum RedisSource {
 #[command(
     version,
     about = "A Counter service: serves the count over HTTP, stored in Redis found through Consul",
-    after_help = "Secrets come from the environment only, never flags: COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE (Consul ACL token). SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it;\n--tls-cert serves HTTPS only, past /health/* only to clients with a certificate of --tls-client-ca."
+    after_help = "Secrets never come from flags: COUNTER_REDIS_PASSWORD_FILE or COUNTER_REDIS_PASSWORD (Redis ACL password),\nCONSUL_HTTP_TOKEN_FILE or CONSUL_HTTP_TOKEN (Consul ACL token); the variable wins over its file. SIGHUP re-reads --runtime-file.\nTLS: --redis-tls-ca makes every Redis connection TLS (no client certificate; the ACL user authenticates);\nan https:// CONSUL_HTTP_ADDR is verified against CONSUL_CACERT, or the system's roots without it;\n--tls-cert serves HTTPS only, past /health/* only to clients with a certificate of --tls-client-ca."
 )]
 struct Flags {
     /// Address to listen on [default: NOMAD_IP_http:NOMAD_PORT_http under Nomad, else 127.0.0.1:8000 (web) or :8001 (web-inc)]
@@ -155,7 +155,7 @@ struct Flags {
     #[arg(long, env = "CONSUL_CLIENT_KEY", value_name = "FILE")]
     consul_client_key: Option<PathBuf>,
 
-    /// Redis ACL user to authenticate as (the password comes from COUNTER_REDIS_PASSWORD only)
+    /// Redis ACL user to authenticate as (the password from COUNTER_REDIS_PASSWORD_FILE or COUNTER_REDIS_PASSWORD only)
     #[arg(long, env = "COUNTER_REDIS_USERNAME", value_name = "USER")]
     redis_username: Option<String>,
 
@@ -279,10 +279,9 @@ impl Config {
             listen,
             redis,
             key: flags.key,
-            // The password comes from the environment only: a flag would show it in `ps`.
             credentials: RedisCredentials {
                 username: flags.redis_username,
-                password: env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()),
+                password: redis_password(&env).map_err(invalid)?,
             },
             redis_tls,
             server_tls,
@@ -335,6 +334,29 @@ fn non_empty(path: Option<PathBuf>) -> Option<PathBuf> {
 
 /// The environment variable holding the Redis password (never a flag).
 pub const REDIS_PASSWORD_ENV: &str = "COUNTER_REDIS_PASSWORD";
+/// The environment variable naming a file that holds it: what Nomad renders,
+/// readable by the task's user alone, so the secret is in no process's
+/// environment (/proc/PID/environ).
+pub const REDIS_PASSWORD_FILE_ENV: &str = "COUNTER_REDIS_PASSWORD_FILE";
+
+/// The Redis password: from COUNTER_REDIS_PASSWORD, else the file
+/// COUNTER_REDIS_PASSWORD_FILE names (one line; its trailing newline is not
+/// part of it); `None` for a Redis without ACL users. Never a flag: `ps` shows flags.
+fn redis_password(env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, String> {
+    if let Some(password) = env(REDIS_PASSWORD_ENV).filter(|p| !p.is_empty()) {
+        return Ok(Some(password));
+    }
+    let Some(path) = env(REDIS_PASSWORD_FILE_ENV).filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| format!("{REDIS_PASSWORD_FILE_ENV}: cannot read {path}: {e}"))?;
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!("{REDIS_PASSWORD_FILE_ENV}: {path} is empty"));
+    }
+    Ok(Some(password.to_string()))
+}
 
 fn parse_consul_url(raw: &str) -> Result<reqwest::Url, String> {
     // The Consul CLI accepts CONSUL_HTTP_ADDR without a scheme; so do we.
@@ -377,6 +399,37 @@ mod tests {
         assert_eq!(c.listen, "198.18.0.12:23456".parse().unwrap());
         let c = config(&["--redis-primary", "127.0.0.1:6379"], |_| None).unwrap();
         assert_eq!(c.listen, "127.0.0.1:8000".parse().unwrap(), "outside Nomad: the role's port on loopback");
+    }
+
+    #[test]
+    fn the_redis_password_comes_from_the_variable_or_its_file() {
+        let dir = std::env::temp_dir().join(format!("counter-redis-password-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (file, empty) = (dir.join("password"), dir.join("empty"));
+        // Only the one trailing newline a template writes is cut: spaces are the password's.
+        std::fs::write(&file, " from file \n").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        let password = |var: Option<&str>, path: &std::path::Path| {
+            let path = path.display().to_string();
+            redis_password(move |k: &str| match k {
+                REDIS_PASSWORD_ENV => var.map(str::to_string),
+                REDIS_PASSWORD_FILE_ENV => Some(path.clone()),
+                _ => None,
+            })
+        };
+        assert_eq!(password(Some("from-env"), &file).unwrap().as_deref(), Some("from-env"));
+        assert_eq!(password(None, &file).unwrap().as_deref(), Some(" from file "));
+        let err = password(None, &empty).unwrap_err();
+        assert!(err.starts_with("COUNTER_REDIS_PASSWORD_FILE:") && err.ends_with("is empty"), "{err}");
+        let err = password(None, &dir.join("missing")).unwrap_err();
+        assert!(err.starts_with("COUNTER_REDIS_PASSWORD_FILE: cannot read"), "{err}");
+        assert_eq!(redis_password(|_| None).unwrap(), None, "no variable, no file: a Redis without ACL users");
+        let err = config(&["--redis-primary", "127.0.0.1:6379"], |k: &str| {
+            (k == REDIS_PASSWORD_FILE_ENV).then(|| "/nonexistent/password".to_string())
+        })
+        .unwrap_err();
+        assert!(err.starts_with("COUNTER_REDIS_PASSWORD_FILE:"), "a bad file stops the start, named: {err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
