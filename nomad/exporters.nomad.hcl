@@ -2,7 +2,8 @@
 # machine that has no /metrics of its own: the host (Debian's
 # prometheus-node-exporter: CPU, memory, disks, network) and its Redis
 # (prometheus-redis-exporter, asked by Prometheus for one node at a time:
-# /scrape?target=redis://ADDR:PORT). A system job: one of each per client.
+# /scrape?target=redis://ADDR:PORT). A system job: one of each per client,
+# on the client's own address (127.0.0.1 on the local stack).
 #   nomad job run -var-file=$COUNTER_STATE/jobs/exporters.vars.hcl nomad/exporters.nomad.hcl
 
 variable "task_user" {
@@ -15,16 +16,20 @@ variable "task_uid" {
   description = "The uid of task_user (counter_task_uids in deploy/group_vars/all/settings.yml; the gid of its group too): the Redis password's file is rendered owned by it, readable by it alone. -1 leaves it the agent's (with an empty task_user)."
 }
 
-variable "listen" {
-  type        = string
-  description = "The address the exporters listen on: 127.0.0.1 on the local stack."
-  default     = "127.0.0.1"
-}
-
 variable "redis_ports" {
   type        = string
   description = "The ports of this machine's Redis nodes, comma-separated (the redis exporter's password file names each): 6380,6381 on the local stack."
   default     = "6380"
+}
+
+variable "tls" {
+  type        = bool
+  description = "A cluster's: both exporters serve HTTPS (/etc/counter/tls/exporters.pem, named exporters.counter) to clients with a certificate of the services CA alone (Prometheus'), and the redis exporter reaches Redis over TLS (the Redis CA)."
+  default     = false
+}
+
+locals {
+  tls_dir = "/etc/counter/tls"
 }
 
 job "exporters" {
@@ -44,27 +49,23 @@ job "exporters" {
       }
     }
 
-    service {
-      name     = "node-exporter"
-      provider = "consul"
-      port     = "node"
-      check {
-        type     = "http"
-        path     = "/"
-        interval = "10s"
-        timeout  = "2s"
+    # Over TLS the exporters want a client certificate, which Consul's
+    # checks cannot present: a TCP check then.
+    dynamic "service" {
+      for_each = {
+        "node-exporter"  = { port = "node", path = "/" }
+        "redis-exporter" = { port = "redis", path = "/health" }
       }
-    }
-
-    service {
-      name     = "redis-exporter"
-      provider = "consul"
-      port     = "redis"
-      check {
-        type     = "http"
-        path     = "/health"
-        interval = "10s"
-        timeout  = "2s"
+      content {
+        name     = service.key
+        provider = "consul"
+        port     = service.value.port
+        check {
+          type     = var.tls ? "tcp" : "http"
+          path     = var.tls ? "" : service.value.path
+          interval = "10s"
+          timeout  = "2s"
+        }
       }
     }
 
@@ -74,14 +75,34 @@ job "exporters" {
 
       config {
         command = "/usr/bin/prometheus-node-exporter"
-        args = [
-          "--web.listen-address=${var.listen}:${NOMAD_PORT_node}",
+        args = concat([
+          "--web.listen-address=${NOMAD_IP_node}:${NOMAD_PORT_node}",
           # What the alerts and the dashboard read; the rest costs CPU.
           "--collector.disable-defaults",
           "--collector.cpu", "--collector.meminfo", "--collector.loadavg", "--collector.filesystem",
           "--collector.netdev", "--collector.diskstats", "--collector.uname", "--collector.time",
+          # Debian's default types less overlay (a container's root, such as
+          # the test machines': the disk the machine has), plus tmpfs (two
+          # for every allocation's secrets and private dirs: noise).
+          "--collector.filesystem.fs-types-exclude=^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tmpfs|tracefs)$",
           "--log.level=warn",
-        ]
+        ], var.tls ? ["--web.config.file=${NOMAD_TASK_DIR}/web.yml"] : [])
+      }
+
+      # Its HTTPS, for clients of the services CA only (Prometheus').
+      dynamic "template" {
+        for_each = var.tls ? ["web.yml"] : []
+        content {
+          destination = "local/${template.value}"
+          change_mode = "restart"
+          data        = <<-EOT
+            tls_server_config:
+              cert_file: ${local.tls_dir}/exporters.pem
+              key_file: ${local.tls_dir}/exporters-key.pem
+              client_ca_file: ${local.tls_dir}/services-ca.pem
+              client_auth_type: RequireAndVerifyClientCert
+          EOT
+        }
       }
 
       resources {
@@ -96,17 +117,23 @@ job "exporters" {
 
       config {
         command = "/usr/bin/prometheus-redis-exporter"
-        args = [
-          "-web.listen-address=${var.listen}:${NOMAD_PORT_redis}",
+        args = concat([
+          "-web.listen-address=${NOMAD_IP_redis}:${NOMAD_PORT_redis}",
           # No node of its own: each scrape names one (?target=).
           "-redis.addr=",
           "-redis.user=metrics",
           "-redis.password-file=${NOMAD_SECRETS_DIR}/redis-passwords.json",
-          # Under the scrape timeout (4 s), so a node that stopped answering
-          # is reported as redis_up 0, not as a failed scrape.
-          "-connection-timeout=2s",
+          # Under the redis scrape's timeout (2 s, prometheus/prometheus.yml),
+          # so a node that stopped answering is reported as redis_up 0, not
+          # as a failed scrape.
+          "-connection-timeout=1s",
           "-log-format=txt",
-        ]
+          ], var.tls ? [
+          "-tls-ca-cert-file=${local.tls_dir}/redis-ca.pem",
+          "-tls-server-cert-file=${local.tls_dir}/exporters.pem",
+          "-tls-server-key-file=${local.tls_dir}/exporters-key.pem",
+          "-tls-server-ca-cert-file=${local.tls_dir}/services-ca.pem",
+        ] : [])
       }
 
       # The metrics user's password (Redis ACL user `metrics`: INFO, PING,
@@ -114,7 +141,8 @@ job "exporters" {
       # job's Nomad Variable, as the exporter's password file: a JSON map of
       # each Redis node this machine runs to it, in the secrets dir, readable
       # by the task's user alone (0400, owned by task_uid). Not REDIS_PASSWORD:
-      # no process's environment holds a secret.
+      # no process's environment holds a secret. A ?target= the map does not
+      # name gets no password.
       template {
         destination = "secrets/redis-passwords.json"
         perms       = "0400"
@@ -124,7 +152,7 @@ job "exporters" {
         data = join("", [
           "{{ with nomadVar \"nomad/jobs/exporters\" }}{",
           join(", ", [for port in split(",", var.redis_ports) :
-          "\"redis://${var.listen}:${trimspace(port)}\": {{ .redis_password | toJSON }}"]),
+          "\"${var.tls ? "rediss" : "redis"}://{{ env \"NOMAD_IP_redis\" }}:${trimspace(port)}\": {{ .redis_password | toJSON }}"]),
           "}{{ end }}\n",
         ])
       }

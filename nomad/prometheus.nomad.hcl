@@ -24,10 +24,16 @@ variable "data_dir" {
   description = "Prometheus' and Alertmanager's data, outside the allocation so that it outlives it (a restart, a new version of the job): owned by task_user. scripts/up: <local state>/prometheus."
 }
 
-variable "listen" {
+variable "tls" {
+  type        = bool
+  description = "A cluster's: every scrape over TLS, each verified against its role's CA and name (Consul client.<dc>.consul, Nomad client.global.nomad, web.counter, web-inc.counter, exporters.counter), with Prometheus' client certificate of the services CA (metrics-client.pem) where one is asked for."
+  default     = false
+}
+
+variable "consul_tls_name" {
   type        = string
-  description = "The address Prometheus and Alertmanager listen on: 127.0.0.1 on the local stack."
-  default     = "127.0.0.1"
+  description = "The name every Consul agent's certificate carries (client.<datacenter>.consul), checked when tls is on."
+  default     = "client.dc1.consul"
 }
 
 variable "retention" {
@@ -42,6 +48,12 @@ job "prometheus" {
   group "prometheus" {
     count = 1
 
+    # A new version of the job is placed on the machine the old one ran on
+    # when it can be: the data (data_dir) is that machine's.
+    ephemeral_disk {
+      sticky = true
+    }
+
     # Static: operators, scripts/status and the tests find them there.
     network {
       port "http" {
@@ -52,10 +64,18 @@ job "prometheus" {
       }
     }
 
+    # Counter's dashboard through every machine's Traefik, on its
+    # loopback-only dashboard entrypoint (127.0.0.1:8079, beside Traefik's
+    # own), never the public ones: the router names its entrypoint.
     service {
       name     = "prometheus"
       provider = "consul"
       port     = "http"
+      tags = [
+        "traefik.enable=true",
+        "traefik.http.routers.counter-dashboard.entrypoints=dashboard",
+        "traefik.http.routers.counter-dashboard.rule=Path(`/consoles/counter.html`)",
+      ]
       check {
         type     = "http"
         path     = "/-/ready"
@@ -64,10 +84,13 @@ job "prometheus" {
       }
     }
 
+    # Alertmanager's API can silence alerts: loopback only, where Prometheus
+    # beside it and the host's Consul agent (its check) reach it.
     service {
       name     = "alertmanager"
       provider = "consul"
       port     = "alertmanager"
+      address  = "127.0.0.1"
       check {
         type     = "http"
         path     = "/-/ready"
@@ -92,7 +115,9 @@ job "prometheus" {
           "--storage.tsdb.path=${var.data_dir}/prometheus",
           "--storage.tsdb.retention.time=${var.retention}",
           "--storage.tsdb.retention.size=1GB",
-          "--web.listen-address=${var.listen}:${NOMAD_PORT_http}",
+          # The machine's own address (loopback locally; the cluster network
+          # on a host, never the public gateway): read-only, no admin API.
+          "--web.listen-address=${NOMAD_IP_http}:${NOMAD_PORT_http}",
           # Counter's dashboard (prometheus/consoles/counter.html): /consoles/counter.html.
           "--web.console.templates=${NOMAD_TASK_DIR}/consoles",
           "--web.console.libraries=${NOMAD_TASK_DIR}/consoles",
@@ -114,6 +139,12 @@ job "prometheus" {
       }
 
       consul {}
+
+      # Read by prometheus.yml's and targets.yml's templates.
+      env {
+        COUNTER_METRICS_TLS     = var.tls ? "yes" : ""
+        COUNTER_CONSUL_TLS_NAME = var.consul_tls_name
+      }
 
       template {
         data            = file("prometheus/prometheus.yml")
@@ -165,7 +196,7 @@ job "prometheus" {
         args = [
           "--config.file=${NOMAD_TASK_DIR}/alertmanager.yml",
           "--storage.path=${var.data_dir}/alertmanager",
-          "--web.listen-address=${var.listen}:${NOMAD_PORT_alertmanager}",
+          "--web.listen-address=127.0.0.1:${NOMAD_PORT_alertmanager}",
           # One instance: no gossip with peers.
           "--cluster.listen-address=",
           "--log.level=warn",

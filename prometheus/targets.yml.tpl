@@ -11,15 +11,17 @@
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* Consul's HTTPS port in a cluster (its plain HTTP is loopback only). */ -}}
+{{- $tls := env "COUNTER_METRICS_TLS" }}
 {{- range nodes }}
-- targets: ["{{ .Address }}:8500"]
+- targets: ["{{ .Address }}:{{ if $tls }}8501{{ else }}8500{{ end }}"]
   labels: {kind: consul, node: "{{ .Node }}"}
 {{- end }}
 {{- /* A Redis is registered by two agents (consul/redis.hcl.j2): the same
        target twice, which Prometheus keeps once (no node label here). */ -}}
 {{- range $role := (parseJSON `["redis-primary", "redis-replica"]`) }}
 {{- range service (print $role "|any") }}
-- targets: ["redis://{{ .Address }}:{{ .Port }}"]
+- targets: ["{{ if $tls }}rediss{{ else }}redis{{ end }}://{{ .Address }}:{{ .Port }}"]
   labels: {kind: redis, exporter: "{{ .Address }}:9121"}
 {{- end }}
 {{- end }}

@@ -56,6 +56,12 @@ Per host (ECDSA P-256, two years; the CAs ten):
   HOST-gateway-client.pem
                    Traefik's client certificate to the services (services
                    CA, clientAuth only): what lets it past their /health/*.
+  HOST-exporters.pem
+                   The node and redis exporters' HTTPS (services CA), named
+                   exporters.counter, the name Prometheus checks.
+  HOST-metrics-client.pem
+                   Prometheus' client certificate (services CA, clientAuth
+                   only) to the services' /metrics and the exporters.
 Every certificate of Consul, Nomad, Redis and the gateway also names
 localhost, 127.0.0.1, HOST and ADDR, so a tool on the host and a peer on the
 cluster network verify the same certificate.
@@ -290,6 +296,10 @@ def main():
             issue(tls, ca["services"], f"{name}-{service}", f"{name} {service}", [f"{service}.counter"], [],
                   [ExtendedKeyUsageOID.SERVER_AUTH])
         issue(tls, ca["services"], f"{name}-gateway-client", f"{name} gateway", ["gateway.counter"], [],
+              [ExtendedKeyUsageOID.CLIENT_AUTH])
+        issue(tls, ca["services"], f"{name}-exporters", f"{name} exporters", ["exporters.counter"], [],
+              [ExtendedKeyUsageOID.SERVER_AUTH])
+        issue(tls, ca["services"], f"{name}-metrics-client", f"{name} prometheus", ["prometheus.counter"], [],
               [ExtendedKeyUsageOID.CLIENT_AUTH])
     issue(tls, ca["nomad"], "cli", "operator", [f"cli.{REGION}.nomad"], [], [ExtendedKeyUsageOID.CLIENT_AUTH])
     issue(tls, ca["services"], "cli-services", "operator", ["operator.counter"], [], [ExtendedKeyUsageOID.CLIENT_AUTH])

@@ -26,9 +26,9 @@ REPO = Path(__file__).resolve().parents[2]
 # as they register; the autoscaler once web exists; the metrics last, once
 # there is something to scrape.
 JOBS = ["traefik", "web", "web-inc", "autoscaler", "exporters", "prometheus"]
-# Metrics and alerts run on the local stack only, so far: a cluster's
-# scrapes need TLS and client certificates to every agent and service.
-LOCAL_ONLY = ("exporters", "prometheus")
+# Prometheus' and Alertmanager's data on a cluster host, outside the
+# allocation (deploy/roles/counter_node creates it, its job's user's alone).
+CLUSTER_METRICS_DATA = "/var/lib/counter/prometheus"
 # Where the deploy installs the CAs of Consul and Redis on every host
 # (deploy/roles/counter_node): each client trusts its peer's role alone.
 CONSUL_CA, REDIS_CA = "/etc/counter/tls/consul-ca.pem", "/etc/counter/tls/redis-ca.pem"
@@ -68,6 +68,12 @@ def job_vars(profile, job, clients, args, settings=None):
         if job == "web":  # sized to the hosts
             top = min(clients, 6)
             v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))
+    if profile == "cluster" and job == "exporters":
+        # HTTPS for Prometheus alone, and TLS to the host's Redis.
+        v.update(tls="true", redis_ports=str(settings["redis_port"]))
+    if profile == "cluster" and job == "prometheus":
+        v.update(tls="true", data_dir=CLUSTER_METRICS_DATA,
+                 consul_tls_name=f"client.{settings['counter_datacenter']}.consul")
     for spec in args.set:
         name, _, value = spec.partition("=")
         target, _, name = name.rpartition(":")
@@ -176,7 +182,7 @@ def deploy(t, args):
         var = nomad.get(f"/v1/var/{DEPLOY_VARIABLE}", missing_ok=True)
         resized = (var or {}).get("Items", {}).get("clients") != str(clients)
     args.vars_dir = args.vars_dir or str(t.state / "jobs")
-    for job_id in args.jobs or [j for j in JOBS if t.kind == "local" or j not in LOCAL_ONLY]:
+    for job_id in args.jobs or JOBS:
         job_file = f"nomad/{job_id}.nomad.hcl"
         if not (REPO / job_file).exists():
             die(f"no job file {job_file} in {REPO}")

@@ -38,7 +38,8 @@ MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # packages the deploy would otherwise install (the machines have no route to
 # a mirror, so the deploy finds them present).
 ROOTFS_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "openssh-server", "python3", "python3-apt",
-                   "redis-server", "redis-sentinel", "redis-tools", "curl", "ca-certificates", "procps", "keepalived"]
+                   "redis-server", "redis-sentinel", "redis-tools", "curl", "ca-certificates", "procps", "keepalived",
+                   "prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-redis-exporter"]
 # The cgroup v1 controllers Nomad's client manages (docs/cluster.md).
 NOMAD_CGROUPS = ["cpu", "cpuset", "memory", "freezer"]
 MACHINES = TEST_CLUSTER / "machines"
@@ -151,10 +152,12 @@ def rootfs():
         if run("debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", ROOTFS_SUITE,
                str(tmp), MIRROR, check=False, stdout=out, stderr=subprocess.STDOUT).returncode:
             raise SystemExit(f"error: debootstrap failed (log: {d}.log); set DEBIAN_MIRROR to a reachable mirror")
-    # Debian's own Redis and Sentinel (6379/26379) are not part of the
-    # cluster; the deploy masks them too, as on a real host.
+    # Debian's own Redis, Sentinel, Prometheus and exporters are not part of
+    # the cluster (Counter runs its own); the deploy masks them too, as on a
+    # real host.
     run("chroot", str(tmp), "systemctl", "mask", "-q", "redis-server.service", "redis-sentinel.service",
-        "apt-daily.timer", "apt-daily-upgrade.timer")
+        "prometheus.service", "prometheus-alertmanager.service", "prometheus-node-exporter.service",
+        "prometheus-redis-exporter.service", "apt-daily.timer", "apt-daily-upgrade.timer")
     for key in tmp.glob("etc/ssh/ssh_host_*"):
         key.unlink()  # every machine gets its own at its first boot
     (tmp / "etc/resolv.conf").write_text("")  # no DNS on the cluster network

@@ -3,9 +3,9 @@ allocation, for the local stack and the cluster alike. Sources: Nomad (nodes,
 allocations), Consul (members, service health), Redis (INFO replication) and
 Sentinel, and the /metrics of every web, web-inc and Traefik allocation, read
 twice INTERVAL seconds apart for request and error rates. Locally also the
-processes scripts/up started, and the alerts Prometheus has firing (the
-prometheus job, nomad/prometheus.nomad.hcl); in a cluster the days left of
-every certificate its hosts serve. Exits 1 when something expected is down
+processes scripts/up started; in a cluster the days left of every
+certificate its hosts serve; in both, the alerts Prometheus has firing (the
+prometheus job, nomad/prometheus.nomad.hcl, found in Consul's catalog). Exits 1 when something expected is down
 or a certificate expires within 30 days (a firing alert is listed; it does
 not change the exit status).
 """
@@ -25,7 +25,7 @@ from .logs import JOBS, allocations
 from .redis import RedisError, parse_info
 
 SENTINEL_PORT = 26380
-# The local stack's Prometheus (nomad/prometheus.nomad.hcl's static port).
+# Prometheus when Consul's catalog does not say (nomad/prometheus.nomad.hcl's static port).
 PROMETHEUS = "http://127.0.0.1:9090"
 ok = True
 
@@ -179,6 +179,18 @@ def redis_rows(t, consul):
     return rows, {node: ", ".join(s) for node, s in per_node.items()}
 
 
+def prometheus_url(t):
+    """Where the prometheus job's Prometheus answers: its service in Consul's
+    catalog (its machine's address; loopback on the local stack)."""
+    try:
+        entries = t.consul(retries=0).get("/v1/catalog/service/prometheus")
+    except (client.ApiError, OSError):
+        entries = []
+    for e in entries:
+        return f"http://{e['ServiceAddress'] or e['Address']}:{e['ServicePort']}"
+    return PROMETHEUS
+
+
 def print_alerts(prometheus):
     """The alerts PROMETHEUS has firing (or pending: their condition holds
     but not yet for as long as the rule wants)."""
@@ -296,8 +308,7 @@ def main():
               "\n== certificates (as each endpoint serves it; each CA's file)")
         bad(not fine)
 
-    if t.kind == "local":
-        print_alerts(PROMETHEUS)
+    print_alerts(prometheus_url(t))
 
     gateway = t.gateway(None if t.kind == 'local' else t.server())
     try:

@@ -1,45 +1,27 @@
 """The browser page, driven in headless Chromium (Debian's chromium and
-chromium-driver, selenium from the e2e venv of scripts/install) through the
+chromium-driver, selenium from the e2e venv of scripts/install:
+tests/browser/chromium.py) through the
 gateway: it shows the count and which instance answered, and its button
 increments the count.
 """
 
-import os
 import re
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from chromium import open_chromium
 from conftest import CACHE, CONSUL, GATEWAY, get_json, http, wait_for
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-# Debian's paths; overridable for other systems.
-CHROMIUM = os.environ.get("COUNTER_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("COUNTER_CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 10  # seconds, for anything the page must show
 ALLOC = r"[0-9a-f]{8}"  # Nomad's short allocation id, in X-Served-By
 
 
 @pytest.fixture(scope="module")
 def browser():
-    for path in (CHROMIUM, CHROMEDRIVER):
-        assert shutil.which(path), f"{path} not found: scripts/install installs chromium and chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions",
-                 # Loopback only: any other name fails to resolve.
-                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
-        options.add_argument(flag)
-    # Both paths are given: selenium has nothing to look up or download.
-    os.environ.setdefault("SE_OFFLINE", "true")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(WAIT)
+    driver = open_chromium()
     yield driver
     driver.quit()
 
@@ -112,7 +94,8 @@ def test_another_sites_page_cannot_make_its_visitors_increment(browser):
         server.shutdown()
 
 
-DASHBOARD = "http://127.0.0.1:9090/consoles/counter.html"
+# Through Traefik's loopback-only dashboard entrypoint, as an operator opens it.
+DASHBOARD = "http://127.0.0.1:8079/consoles/counter.html"
 # Where the run leaves its picture of the dashboard (README, "Seeing it").
 SCREENSHOT = CACHE / "screenshots" / "dashboard-local.png"
 
@@ -142,6 +125,8 @@ def test_the_dashboard_shows_the_machine_its_allocations_the_redis_roles_and_the
     assert any(r.startswith("127.0.0.1:6380 primary") for r in redis), redis
     assert any(r.startswith("127.0.0.1:6381 replica") and r.endswith("up") for r in redis), redis
     assert rows(browser, "alerts"), "no alerts table"
+    # Never on the public gateway.
+    assert http(GATEWAY + "/consoles/counter.html").status == 404
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     browser.set_window_size(1400, 1000)
     browser.save_screenshot(str(SCREENSHOT))

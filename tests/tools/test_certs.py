@@ -34,7 +34,7 @@ def test_each_role_trusts_its_own_leaves_only(tmp_path):
     make(tmp_path)
     tls = tmp_path / "tls"
     leaves = {"consul": ["consul"], "nomad": ["nomad"], "redis": ["redis"], "gateway": ["gateway"],
-              "services": ["web", "web-inc", "gateway-client"]}
+              "services": ["web", "web-inc", "gateway-client", "exporters", "metrics-client"]}
     for role in leaves:
         for other, stems in leaves.items():
             for stem in stems:
@@ -42,6 +42,11 @@ def test_each_role_trusts_its_own_leaves_only(tmp_path):
     # Traefik checks each service's name: web's key cannot pose as web-inc.
     assert "DNS:web.counter" in names(tls / "m2-web.pem") and "web-inc" not in names(tls / "m2-web.pem")
     assert "DNS:web-inc.counter" in names(tls / "m2-web-inc.pem")
+    # Prometheus checks the exporters' name; its own certificate serves nothing.
+    assert "DNS:exporters.counter" in names(tls / "m2-exporters.pem")
+    usage = subprocess.run(["openssl", "x509", "-noout", "-ext", "extendedKeyUsage", "-in", str(tls / "m2-metrics-client.pem")],
+                           capture_output=True, text=True, check=True).stdout
+    assert "TLS Web Client Authentication" in usage and "Server" not in usage, usage
     assert verifies(tls / "nomad-ca.pem", tls / "cli.pem") and not verifies(tls / "consul-ca.pem", tls / "cli.pem")
     # The names the CLIs check: every agent's, a server's only on servers.
     assert "DNS:client.dc1.consul" in names(tls / "m1-consul.pem") and "DNS:server.dc1.consul" in names(tls / "m1-consul.pem")
@@ -89,7 +94,7 @@ def test_renewing_the_leaves_writes_every_leaf_anew_from_the_same_cas(tmp_path):
     before = {p.name: p.read_bytes() for p in tls.glob("*.pem")}
     written = rotate(tmp_path, "leaves")
     leaves = {n for n in before if not n.endswith("-ca.pem")}
-    assert written == leaves and len(leaves) == 2 * (2 * 7 + 2)
+    assert written == leaves and len(leaves) == 2 * (2 * 9 + 2)  # two hosts of 9 leaves, cli, cli-services
     assert all((tls / n).read_bytes() != before[n] for n in leaves)
     assert all((tls / n).read_bytes() == before[n] for n in before if n.endswith("-ca.pem"))
     assert verifies(tls / "redis-ca.pem", tls / "m1-redis.pem")
