@@ -81,6 +81,8 @@ job "exporters" {
           "--collector.disable-defaults",
           "--collector.cpu", "--collector.meminfo", "--collector.loadavg", "--collector.filesystem",
           "--collector.netdev", "--collector.diskstats", "--collector.uname", "--collector.time",
+          # The certificates' expiry, which the certificates task writes.
+          "--collector.textfile", "--collector.textfile.directory=${NOMAD_ALLOC_DIR}/textfile",
           # Debian's default types less overlay (a container's root, such as
           # the test machines': the disk the machine has), plus tmpfs (two
           # for every allocation's secrets and private dirs: noise).
@@ -108,6 +110,35 @@ job "exporters" {
       resources {
         cpu    = 50
         memory = 64
+      }
+    }
+
+    # When each certificate of the machine expires (/etc/counter/tls: the
+    # CAs it trusts, its own leaves), every 5 minutes, for the node
+    # exporter's textfile collector: the CertificateExpiresSoon alert.
+    task "certificates" {
+      driver = "raw_exec"
+      user   = var.task_user
+
+      config {
+        command = "/bin/sh"
+        args = ["-c", join(" ", [
+          "while :; do /bin/sh ${NOMAD_TASK_DIR}/certificate-expiry.sh ${local.tls_dir}",
+          "${NOMAD_ALLOC_DIR}/textfile/certificates.prom; sleep 300; done",
+        ])]
+      }
+
+      template {
+        data            = file("prometheus/certificate-expiry.sh")
+        destination     = "local/certificate-expiry.sh"
+        left_delimiter  = "[[nomad:"
+        right_delimiter = ":nomad]]"
+        change_mode     = "restart"
+      }
+
+      resources {
+        cpu    = 20
+        memory = 32
       }
     }
 

@@ -4,9 +4,12 @@ Prometheus' client certificate where one is asked for), every target
 answers, every alert rule is loaded, and the exporters refuse a client
 without a certificate of the services CA."""
 
+import calendar
 import json
 import re
 import ssl
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 
@@ -96,3 +99,30 @@ def test_every_gateway_serves_the_dashboard_on_its_loopback_entrypoint_alone(clu
         public = cluster.ssh(host, f"curl -s -o /dev/null -w '%{{http_code}}' --max-time 10 "
                                    f"http://{cluster.addr[host]}:8080/consoles/counter.html", check=False)
         assert public.stdout.strip() == "404", (host, public.stdout)
+
+
+def not_after(pem):
+    end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(pem)],
+                         capture_output=True, text=True, check=True).stdout.strip().removeprefix("notAfter=")
+    return calendar.timegm(time.strptime(end, "%b %d %H:%M:%S %Y GMT"))
+
+
+def test_every_host_reports_when_each_of_its_certificates_expires(cluster):
+    """The exporters' certificates task: every host's CAs and leaves, each
+    at the notAfter of the file the deploy installed (CertificateExpiresSoon
+    reads it; prometheus/alerts_test.yml tests the rule)."""
+    base = prometheus(cluster)
+
+    def reported():
+        query = urllib.parse.urlencode({"query": "counter_certificate_not_after_seconds"})
+        got = {(r["metric"]["node"], r["metric"]["file"]): int(float(r["value"][1]))
+               for r in get(f"{base}/api/v1/query?{query}")["result"]}
+        assert {node for node, _ in got} == set(cluster.hosts), sorted(got)
+        return got
+
+    got = eventually(reported, 90, "every host's certificates in Prometheus")
+    for host in cluster.hosts:
+        files = {f for node, f in got if node == host}
+        assert {"consul.pem", "nomad.pem", "redis.pem", "web.pem", "consul-ca.pem", "redis-ca.pem"} <= files, files
+        assert got[(host, "consul.pem")] == not_after(TLS / f"{host}-consul.pem"), host
+        assert got[(host, "redis-ca.pem")] == not_after(TLS / "redis-ca.pem"), host
