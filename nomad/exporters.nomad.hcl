@@ -18,8 +18,8 @@ variable "task_uid" {
 
 variable "redis_ports" {
   type        = string
-  description = "The ports of this machine's Redis nodes, comma-separated (the redis exporter's password file names each): 6380,6381 on the local stack."
-  default     = "6380"
+  description = "The ports of this machine's Redis nodes and its Sentinel, comma-separated (the redis exporter's password file names each; the metrics user has the same password on both): 6380,6381,26380 on the local stack."
+  default     = "6380,26380"
 }
 
 variable "tls" {
@@ -122,9 +122,12 @@ job "exporters" {
 
       config {
         command = "/bin/sh"
+        # The sleep in the background: `wait` returns at Nomad's stop signal,
+        # so the task stops at once, not at the kill timeout.
         args = ["-c", join(" ", [
+          "trap 'exit 0' INT TERM;",
           "while :; do /bin/sh ${NOMAD_TASK_DIR}/certificate-expiry.sh ${local.tls_dir}",
-          "${NOMAD_ALLOC_DIR}/textfile/certificates.prom; sleep 300; done",
+          "${NOMAD_ALLOC_DIR}/textfile/certificates.prom; sleep 300 & wait $!; done",
         ])]
       }
 

@@ -19,6 +19,12 @@
 {{- end }}
 {{- /* A Redis is registered by two agents (consul/redis.hcl.j2): the same
        target twice, which Prometheus keeps once (no node label here). */ -}}
+{{- /* A Sentinel on every server (the Consul servers' machines), read
+       by the same exporter as the metrics user: sentinel: "yes". */ -}}
+{{- range service "consul" }}
+- targets: ["{{ if $tls }}rediss{{ else }}redis{{ end }}://{{ .Address }}:26380"]
+  labels: {kind: redis, exporter: "{{ .Address }}:9121", sentinel: "yes"}
+{{- end }}
 {{- range $role := (parseJSON `["redis-primary", "redis-replica"]`) }}
 {{- range service (print $role "|any") }}
 - targets: ["{{ if $tls }}rediss{{ else }}redis{{ end }}://{{ .Address }}:{{ .Port }}"]

@@ -70,7 +70,7 @@ def job_vars(profile, job, clients, args, settings=None):
             v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))
     if profile == "cluster" and job == "exporters":
         # HTTPS for Prometheus alone, and TLS to the host's Redis.
-        v.update(tls="true", redis_ports=str(settings["redis_port"]))
+        v.update(tls="true", redis_ports=f"{settings['redis_port']},{settings['counter_sentinel_port']}")
     if profile == "cluster" and job == "prometheus":
         v.update(tls="true", data_dir=CLUSTER_METRICS_DATA,
                  consul_tls_name=f"client.{settings['counter_datacenter']}.consul")
@@ -140,7 +140,7 @@ def wait_deployed(nomad, job_id, timeout):
             # after a failed deployment of the job that one was seen never to
             # come (an old allocation kept running for minutes). Ask for one.
             if old and time.monotonic() > nudge:
-                nomad.post(f"/v1/job/{job_id}/evaluate", {})
+                nomad.post(f"/v1/job/{job_id}/evaluate", {"JobID": job_id})
                 nudge = time.monotonic() + 30
         else:
             dep = nomad.get(f"/v1/job/{job_id}/deployment", missing_ok=True)

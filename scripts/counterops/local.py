@@ -199,7 +199,7 @@ def up(artifacts):
         set=[*([] if AS_ROOT else ["task_user=", "task_uid=-1"]), f"traefik:traefik_binary={(bins / 'traefik').resolve()}",
              f"autoscaler:autoscaler_binary={(bins / 'nomad-autoscaler').resolve()}",
              f"prometheus:data_dir={METRICS_DATA}",
-             f"exporters:redis_ports={render.PRIMARY_PORT},{render.REPLICA_PORT}"])
+             f"exporters:redis_ports={render.PRIMARY_PORT},{render.REPLICA_PORT},{render.settings()['counter_sentinel_port']}"])
     jobs.deploy(t, args)
     log(f"waiting for the gateway to answer {GATEWAY}/")
     until(f"{GATEWAY}/ through Traefik", lambda: answers(lambda: urllib.request.urlopen(GATEWAY + "/", timeout=2)),

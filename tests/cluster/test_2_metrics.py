@@ -54,6 +54,8 @@ def test_prometheus_scrapes_every_component_on_every_host_over_tls(cluster):
     for job in ("services", "node", "consul", "nomad", "redis"):
         assert all(t["scrapeUrl"].startswith("https://") for t in by_job[job]), job
     assert all(t["labels"]["instance"].startswith("rediss://") for t in by_job["redis"])
+    sentinels = {t["labels"]["instance"] for t in by_job["redis"] if t["labels"].get("sentinel") == "yes"}
+    assert sentinels == {f"rediss://{cluster.addr[s]}:26380" for s in cluster.servers}, sentinels
     services = {t["labels"]["service"] for t in by_job["services"]}
     assert services == {"web", "web-inc"}, services
     webs = {t["labels"]["instance"].split(":")[0] for t in by_job["services"] if t["labels"]["service"] == "web"}

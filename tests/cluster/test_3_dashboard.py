@@ -1,7 +1,7 @@
 """Counter's dashboard on the cluster (prometheus/consoles/counter.html,
 served by the prometheus job on its machine's address), read in headless
 Chromium as a person would: every machine, every job's allocations, each
-Redis and its role; its picture is saved to
+Redis and its role, each Sentinel's primary; its picture is saved to
 ~/.cache/counter/screenshots/dashboard-cluster.png. Then, while
 `scripts/chaos primary-kill` runs, it shows the new primary within 5 s of
 Consul's redis-primary moving, and the RedisFailover alert fires and
@@ -58,6 +58,10 @@ def test_the_dashboard_shows_every_machine_every_allocation_and_the_redis_roles(
                    + [j for j in JOBS if f"{j} / " not in allocs])
         assert not missing, f"not shown: {missing}"
         assert len(redis) == len(cluster.hosts) and sum(" primary" in r for r in redis) == 1, redis
+        # A Sentinel on every server, each naming the primary Consul names.
+        primary = f"{cluster.addr[cluster.primary()]}:6380"
+        views = [r.split()[1] for r in rows(driver, "sentinels")[1:]]
+        assert views == [primary] * len(cluster.servers), (views, primary)
         return True
 
     eventually(complete, 90, "the dashboard to show every machine, job and Redis")
@@ -114,6 +118,16 @@ def test_during_primary_kill_the_dashboard_shows_the_new_primary_within_5s_and_t
         return "RedisFailover" in " ".join(rows(driver, "alerts"))
 
     eventually(alert_shown, 20, "the dashboard to list RedisFailover")
+    # Every Sentinel names the new primary.
+    primary = f"{cluster.addr[cluster.primary()]}:6380"
+
+    def sentinels_agree():
+        driver.get(url)
+        views = [r.split()[1] for r in rows(driver, "sentinels")[1:]]
+        assert views == [primary] * len(cluster.servers), (views, primary)
+        return True
+
+    eventually(sentinels_agree, 20, "every Sentinel on the dashboard to name the new primary")
     # It resolves once the minute it looks back over holds one primary; the
     # page drops it within its 15 s look-back.
     eventually(lambda: not firing(base, "RedisFailover"), 150, "RedisFailover to resolve")

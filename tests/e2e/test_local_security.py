@@ -23,7 +23,7 @@ import pytest
 from conftest import CONSUL, NOMAD, SECRETS, http, redis, run, wait_for
 
 from counterops import render, target
-from counterops.redis import RedisError
+from counterops.redis import Redis, RedisError
 
 # Each job's user (counter_task_users in deploy/group_vars/all/settings.yml).
 TASK_USERS = render.settings()["counter_task_users"]
@@ -321,6 +321,19 @@ def test_a_service_user_cannot_do_what_it_does_not_need():
         with pytest.raises(RedisError, match="NOPERM"):
             web.call(*command)
     web.close()
+
+
+def test_the_metrics_user_reads_sentinels_view_and_can_change_nothing():
+    """The exporter's user on Sentinel (redis/sentinel.conf.j2): SENTINEL
+    MASTERS answers, FAILOVER, RESET and SET are NOPERM."""
+    t = target.local()
+    as_metrics = Redis("127.0.0.1", 26380, t.secret("redis-metrics.password"), "metrics", None, 2.0)
+    assert "counter" in as_metrics.call("SENTINEL", "MASTERS")[0]
+    for command in (["SENTINEL", "FAILOVER", "counter"], ["SENTINEL", "RESET", "*"],
+                    ["SENTINEL", "SET", "counter", "quorum", "9"], ["SENTINEL", "REMOVE", "counter"]):
+        with pytest.raises(RedisError, match="NOPERM"):
+            as_metrics.call(*command)
+    as_metrics.close()
 
 
 def test_web_inc_may_add_one_at_a_time_but_never_lower_or_set_the_count():

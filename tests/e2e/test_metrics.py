@@ -42,11 +42,14 @@ def test_prometheus_scrapes_every_component_and_each_answers():
         jobs.setdefault(t["labels"]["job"], []).append(t["labels"])
     assert set(jobs) == {"prometheus", "services", "traefik", "nomad", "consul", "node", "redis"}, jobs
     assert {t["service"] for t in jobs["services"]} == {"web", "web-inc"}
-    assert sorted(t["instance"] for t in jobs["redis"]) == ["redis://127.0.0.1:6380", "redis://127.0.0.1:6381"]
+    # Both Redis nodes and the Sentinel (its view, as the same metrics user).
+    assert sorted(t["instance"] for t in jobs["redis"]) == [
+        "redis://127.0.0.1:26380", "redis://127.0.0.1:6380", "redis://127.0.0.1:6381"]
     # What the alerts read is there: each service's requests, both Redis
     # roles, Consul's and Nomad's autopilot.
     assert {r["metric"]["service"] for r in query("counter_http_requests_total")} == {"web", "web-inc"}
-    assert {r["metric"]["role"] for r in query("redis_instance_info")} == {"master", "slave"}
+    assert {r["metric"]["role"] for r in query('redis_instance_info{redis_mode!="sentinel"}')} == {"master", "slave"}
+    assert [r["metric"]["master_address"] for r in query("redis_sentinel_master_status")] == ["127.0.0.1:6380"]
     assert query("consul_autopilot_healthy") and query("nomad_nomad_autopilot_healthy")
     # Every rule of prometheus/alerts.yml loaded, none failing to evaluate.
     rules = [r for g in get_json(f"{PROMETHEUS}/api/v1/rules")["data"]["groups"] for r in g["rules"]]

@@ -124,6 +124,9 @@ def test_the_dashboard_shows_the_machine_its_allocations_the_redis_roles_and_the
     redis = rows(browser, "redis")
     assert any(r.startswith("127.0.0.1:6380 primary") for r in redis), redis
     assert any(r.startswith("127.0.0.1:6381 replica") and r.endswith("up") for r in redis), redis
+    assert len([r for r in redis if " primary" in r or " replica" in r]) == 2, redis
+    sentinels = rows(browser, "sentinels")
+    assert any(r.startswith("127.0.0.1:26380 127.0.0.1:6380 ok") for r in sentinels), sentinels
     assert rows(browser, "alerts"), "no alerts table"
     # Never on the public gateway.
     assert http(GATEWAY + "/consoles/counter.html").status == 404
