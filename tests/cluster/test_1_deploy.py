@@ -138,8 +138,10 @@ def test_a_request_id_is_found_across_the_hosts_by_scripts_logs(cluster):
 
 def test_status_shows_the_days_left_of_every_certificate_the_hosts_serve(cluster):
     out = run([str(REPO / "scripts/status"), "--cluster"], check=False).stdout
-    section = out[out.index("== certificates"):]
-    rows = [line.split() for line in section.splitlines()[2:] if line.strip() and not line.startswith("count via")]
+    section = out[out.index("== certificates"):out.index("== alerts")]
+    rows = [line.split() for line in section.splitlines()[2:] if line.strip()]
+    # Then the alerts of the cluster's Prometheus, found in Consul's catalog.
+    assert re.search(r"^== alerts \(http://198\.18\.[0-9.]+:9090\)", out, re.M), out[out.index("== alerts"):]
     seen = {(r[0], r[1]) for r in rows}
     want = {(h, what) for h in cluster.hosts for what in ("consul", "nomad", "redis", "gateway")}
     want |= {(h, "sentinel") for h in cluster.servers}
