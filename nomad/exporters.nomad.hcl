@@ -28,6 +28,12 @@ variable "tls" {
   default     = false
 }
 
+variable "gateway_address" {
+  type        = string
+  description = "A cluster's floating gateway address (counter_gateway_vip of its inventory), if it has one: the gateway-address task reports whether this machine holds it. Empty (the local stack): no such task."
+  default     = ""
+}
+
 locals {
   tls_dir = "/etc/counter/tls"
 }
@@ -142,6 +148,40 @@ job "exporters" {
       resources {
         cpu    = 20
         memory = 32
+      }
+    }
+
+    # Whether this machine holds the floating gateway address, every 2
+    # seconds, for the node exporter's textfile collector: the dashboard's
+    # Machines table names the holder. Only on a cluster that has one.
+    dynamic "task" {
+      for_each = var.gateway_address == "" ? [] : [var.gateway_address]
+      labels   = ["gateway-address"]
+      content {
+        driver = "raw_exec"
+        user   = var.task_user
+
+        config {
+          command = "/bin/sh"
+          args = ["-c", join(" ", [
+            "trap 'exit 0' INT TERM;",
+            "while :; do /bin/sh ${NOMAD_TASK_DIR}/gateway-address.sh ${task.value}",
+            "${NOMAD_ALLOC_DIR}/textfile/gateway-address.prom; sleep 2 & wait $!; done",
+          ])]
+        }
+
+        template {
+          data            = file("prometheus/gateway-address.sh")
+          destination     = "local/gateway-address.sh"
+          left_delimiter  = "[[nomad:"
+          right_delimiter = ":nomad]]"
+          change_mode     = "restart"
+        }
+
+        resources {
+          cpu    = 20
+          memory = 16
+        }
       }
     }
 

@@ -35,9 +35,10 @@ CONSUL_CA, REDIS_CA = "/etc/counter/tls/consul-ca.pem", "/etc/counter/tls/redis-
 DEPLOY_VARIABLE = "counter/deploy"
 
 
-def job_vars(profile, job, clients, args, settings=None):
+def job_vars(profile, job, clients, args, settings=None, gateway_vip=None):
     """The variables a job is submitted with in a profile (name -> string), from
-    SETTINGS (the target's: render.settings() and a cluster inventory's own)."""
+    SETTINGS (the target's: render.settings() and a cluster inventory's own)
+    and the cluster's floating gateway address GATEWAY_VIP, if it has one."""
     # Its tasks' own user, in both modes (--set task_user= task_uid=-1 for none).
     settings = settings or render.settings()
     v = {"task_user": settings["counter_task_users"][job], "task_uid": str(settings["counter_task_uids"][job])}
@@ -69,8 +70,11 @@ def job_vars(profile, job, clients, args, settings=None):
             top = min(clients, 6)
             v.update(count=str(top), scaling_max=str(top), scaling_min=str(min(3, top)))
     if profile == "cluster" and job == "exporters":
-        # HTTPS for Prometheus alone, and TLS to the host's Redis.
+        # HTTPS for Prometheus alone, and TLS to the host's Redis; which host
+        # holds the floating gateway address, when there is one.
         v.update(tls="true", redis_ports=f"{settings['redis_port']},{settings['counter_sentinel_port']}")
+        if gateway_vip:
+            v["gateway_address"] = gateway_vip
     if profile == "cluster" and job == "prometheus":
         v.update(tls="true", data_dir=CLUSTER_METRICS_DATA,
                  consul_tls_name=f"client.{settings['counter_datacenter']}.consul")
@@ -187,7 +191,7 @@ def deploy(t, args):
         if not (REPO / job_file).exists():
             die(f"no job file {job_file} in {REPO}")
         var_file = os.path.join(args.vars_dir, f"{job_id}.vars.hcl")
-        write_var_file(var_file, job_vars(t.kind, job_id, clients, args, t.settings()))
+        write_var_file(var_file, job_vars(t.kind, job_id, clients, args, t.settings(), t.gateway_vip))
         # The job as Nomad's JSON, as `nomad job run` would submit it.
         job = json.loads(nomad_job_run(["-output", f"-var-file={var_file}", job_file], env, f"{job_file}: "))["Job"]
         current = nomad.get(f"/v1/job/{job_id}", missing_ok=True)

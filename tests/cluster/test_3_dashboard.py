@@ -1,7 +1,8 @@
 """Counter's dashboard on the cluster (prometheus/consoles/counter.html,
 served by the prometheus job on its machine's address), read in headless
 Chromium as a person would: every machine, every job's allocations, each
-Redis and its role, each Sentinel's primary; its picture is saved to
+Redis and its role, each Sentinel's primary, the machine that holds the
+floating gateway address; its picture is saved to
 ~/.cache/counter/screenshots/dashboard-cluster.png. Then, while
 `scripts/chaos primary-kill` runs, it shows the new primary within 5 s of
 Consul's redis-primary moving, and the RedisFailover alert fires and
@@ -16,6 +17,7 @@ import pytest
 from chromium import open_chromium
 from cluster import REPO, eventually
 from selenium.webdriver.common.by import By
+from test_2_gateway_vip import holders
 from test_2_metrics import prometheus
 
 from counterops import target
@@ -45,7 +47,7 @@ def shown_primary(driver, url, cluster):
     return cluster.t.host_of(primaries[0].rsplit(":", 1)[0]) if len(primaries) == 1 else None
 
 
-def test_the_dashboard_shows_every_machine_every_allocation_and_the_redis_roles(cluster, page):
+def test_the_dashboard_shows_every_machine_every_allocation_the_redis_roles_and_the_gateway_holder(cluster, page):
     driver, base = page
     url = f"{base}/consoles/counter.html"
 
@@ -62,6 +64,9 @@ def test_the_dashboard_shows_every_machine_every_allocation_and_the_redis_roles(
         primary = f"{cluster.addr[cluster.primary()]}:6380"
         views = [r.split()[1] for r in rows(driver, "sentinels")[1:]]
         assert views == [primary] * len(cluster.servers), (views, primary)
+        # The floating address: on the machine that holds it, and no other.
+        shown = [r.split()[0] for r in machines if f"holds {cluster.gateway_vip}" in r]
+        assert shown == holders(cluster, cluster.gateway_vip), (shown, machines)
         return True
 
     eventually(complete, 90, "the dashboard to show every machine, job and Redis")

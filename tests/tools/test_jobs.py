@@ -49,6 +49,13 @@ def test_the_gateway_serves_https_on_every_address_and_reaches_the_services_over
     assert jobs.job_vars("local", "traefik", 1, args()) == {"task_user": "counter-traefik", "task_uid": "64101"}
 
 
+def test_the_exporters_report_the_floating_gateway_address_only_on_a_cluster_that_has_one():
+    assert jobs.job_vars("cluster", "exporters", 3, args(), gateway_vip="198.18.0.100")["gateway_address"] == \
+        "198.18.0.100"
+    assert "gateway_address" not in jobs.job_vars("cluster", "exporters", 3, args())
+    assert "gateway_address" not in jobs.job_vars("local", "exporters", 1, args(), gateway_vip="198.18.0.100")
+
+
 def test_kept_artifacts_come_from_the_var_file(tmp_path):
     jobs.write_var_file(str(tmp_path / "web.vars.hcl"), {"version": "v9", "checksum": "c9", "artifact_url": "http://x"})
     v = jobs.job_vars("cluster", "web", 3, args(artifact=[], keep_artifacts=True, vars_dir=str(tmp_path)))
