@@ -36,6 +36,16 @@ variable "gateway_address" {
 
 locals {
   tls_dir = "/etc/counter/tls"
+  # The textfile tasks: each runs prometheus/SCRIPT ARG OUT_FILE every
+  # EVERY_S seconds; one whose ARG is empty does not run.
+  textfile_tasks = {
+    # When each certificate of the machine expires (the CAs it trusts, its
+    # own leaves): the CertificateExpiresSoon alert.
+    "certificates" = { script = "certificate-expiry.sh", arg = local.tls_dir, every_s = 300 }
+    # Whether the machine holds the floating gateway address: the
+    # dashboard's Machines table names the holder.
+    "gateway-address" = { script = "gateway-address.sh", arg = var.gateway_address, every_s = 2 }
+  }
 }
 
 job "exporters" {
@@ -119,44 +129,14 @@ job "exporters" {
       }
     }
 
-    # When each certificate of the machine expires (/etc/counter/tls: the
-    # CAs it trusts, its own leaves), every 5 minutes, for the node
-    # exporter's textfile collector: the CertificateExpiresSoon alert.
-    task "certificates" {
-      driver = "raw_exec"
-      user   = var.task_user
-
-      config {
-        command = "/bin/sh"
-        # The sleep in the background: `wait` returns at Nomad's stop signal,
-        # so the task stops at once, not at the kill timeout.
-        args = ["-c", join(" ", [
-          "trap 'exit 0' INT TERM;",
-          "while :; do /bin/sh ${NOMAD_TASK_DIR}/certificate-expiry.sh ${local.tls_dir}",
-          "${NOMAD_ALLOC_DIR}/textfile/certificates.prom; sleep 300 & wait $!; done",
-        ])]
-      }
-
-      template {
-        data            = file("prometheus/certificate-expiry.sh")
-        destination     = "local/certificate-expiry.sh"
-        left_delimiter  = "[[nomad:"
-        right_delimiter = ":nomad]]"
-        change_mode     = "restart"
-      }
-
-      resources {
-        cpu    = 20
-        memory = 32
-      }
-    }
-
-    # Whether this machine holds the floating gateway address, every 2
-    # seconds, for the node exporter's textfile collector: the dashboard's
-    # Machines table names the holder. Only on a cluster that has one.
+    # Counter's own metrics for the node exporter's textfile collector: a
+    # task each, running its script of prometheus/ in a loop, the output in
+    # the allocation's textfile/ (local.textfile_tasks says which and how
+    # often). The sleep in the background: `wait` returns at Nomad's stop
+    # signal, so the task stops at once, not at the kill timeout.
     dynamic "task" {
-      for_each = var.gateway_address == "" ? [] : [var.gateway_address]
-      labels   = ["gateway-address"]
+      for_each = { for name, t in local.textfile_tasks : name => t if t.arg != "" }
+      labels   = [task.key]
       content {
         driver = "raw_exec"
         user   = var.task_user
@@ -165,14 +145,14 @@ job "exporters" {
           command = "/bin/sh"
           args = ["-c", join(" ", [
             "trap 'exit 0' INT TERM;",
-            "while :; do /bin/sh ${NOMAD_TASK_DIR}/gateway-address.sh ${task.value}",
-            "${NOMAD_ALLOC_DIR}/textfile/gateway-address.prom; sleep 2 & wait $!; done",
+            "while :; do /bin/sh ${NOMAD_TASK_DIR}/${task.value.script} ${task.value.arg}",
+            "${NOMAD_ALLOC_DIR}/textfile/${task.key}.prom; sleep ${task.value.every_s} & wait $!; done",
           ])]
         }
 
         template {
-          data            = file("prometheus/gateway-address.sh")
-          destination     = "local/gateway-address.sh"
+          data            = file("prometheus/${task.value.script}")
+          destination     = "local/${task.value.script}"
           left_delimiter  = "[[nomad:"
           right_delimiter = ":nomad]]"
           change_mode     = "restart"
@@ -180,7 +160,7 @@ job "exporters" {
 
         resources {
           cpu    = 20
-          memory = 16
+          memory = 32
         }
       }
     }

@@ -7,6 +7,7 @@ load generators that fill them, each bounded in time:
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ class Bench:
         """Ends every process started so far (between suites, and on exit); one
         already waited for is not signalled (its PID may be another's now)."""
         for p in self.started:
+            p.send_signal(signal.SIGCONT)  # one stopped on purpose (suites.measure_scraped) hears the TERM
             p.terminate()
         for p in self.started:
             try:

@@ -3,6 +3,7 @@ after round, on 127.0.0.1, with ports from BENCH_BASE_PORT. B is the run
 (load.Bench)."""
 
 import os
+import signal
 import time
 
 import servers
@@ -16,12 +17,26 @@ def redis_flags(primary, replica):
     return ["--redis-primary", f"127.0.0.1:{primary}", "--redis-replicas", f"127.0.0.1:{replica}"]
 
 
+def measure_scraped(b, scraper, address, scraping):
+    """web_get_scraped: ADDRESS loaded while SCRAPER runs (it is stopped
+    otherwise, from its start on), adding its CPU and wall time to SCRAPING."""
+    os.kill(scraper.pid, signal.SIGCONT)
+    cpu, since = cpu_s(scraper.pid), time.monotonic()
+    try:
+        b.wrk("web_get_scraped", address)
+    finally:
+        scraping["cpu_s"] += cpu_s(scraper.pid) - cpu
+        scraping["wall_s"] += time.monotonic() - since
+        os.kill(scraper.pid, signal.SIGSTOP)
+
+
 def services(b):
     """web GET / vs the constant server (the services' own hyper server
     answering 42); web-inc /inc vs redis-benchmark INCR, no pipelining; both
     again with Redis over TLS (a TLS-only primary + replica) vs plain TCP;
-    a second web that a Prometheus scrapes at the stack's interval vs the
-    first, which nothing scrapes, and that Prometheus' CPU.
+    a second web while a Prometheus scrapes it at the stack's interval vs
+    the same web while that Prometheus is stopped (SIGSTOP: no scrape), in
+    turn, and that Prometheus' CPU while it scrapes.
     Ports BASE..BASE+4, BASE+21..BASE+24 and BASE+35..BASE+36."""
     base = b.base
     claim_ports(base, 5)
@@ -38,19 +53,24 @@ def services(b):
         inc[tls] = servers.service(b, f"web-inc{tls}", inc_port, "web-inc", *flags, ready=True)
     servers.service(b, "web_scraped", base + 35, "web", *redis_flags(base, base + 1))
     scraper = servers.prometheus(b, "prometheus", base + 36, [base + 35])
-    scraper_cpu, scraper_since = cpu_s(scraper.pid), time.monotonic()
-    for _ in b.each_round("services", "constant GET /, web GET / (plain, Redis TLS, scraped), redis INCR, "
-                          "web-inc /inc (plain, Redis TLS)"):
+    os.kill(scraper.pid, signal.SIGSTOP)
+    scraping = {"cpu_s": 0.0, "wall_s": 0.0}
+    for _ in b.each_round("services", "constant GET /, web GET / (plain, Redis TLS, scraped and not), "
+                          "redis INCR, web-inc /inc (plain, Redis TLS)"):
         b.wrk("constant_get", url(base + 2))
         b.wrk("web_get", url(base + 3))
-        b.wrk("web_get_scraped", url(base + 35))
+        # One instance, scraped and not, the order turned every round: what
+        # differs is the scrape alone (two instances differ by more).
+        for scraped in (False, True) if b.round % 2 else (True, False):
+            measure_scraped(b, scraper, url(base + 35), scraping) if scraped else b.wrk(
+                "web_get_unscraped", url(base + 35))
         b.wrk("web_get_tls", url(base + 23))
         b.redis_incr("redis_incr", base)
         b.wrk("web_inc", url(base + 4, "/inc"))
         b.wrk("web_inc_tls", url(base + 24, "/inc"))
-    # What collecting costs: the scraper's CPU over the whole suite, as a
-    # share of the host's cores.
-    share = (cpu_s(scraper.pid) - scraper_cpu) / (time.monotonic() - scraper_since) / os.cpu_count()
+    # What collecting costs: the scraper's CPU while it scrapes, as a share
+    # of the host's cores.
+    share = scraping["cpu_s"] / scraping["wall_s"] / os.cpu_count()
     b.value("scrape.prometheus_cpu_pct_of_host", f"{share * 100:.3f}")
     for tls, inc_port in (("", base + 4), ("_tls", base + 24)):
         b.value(f"rss_mb.web{tls}", peak_rss_mb(web[tls].pid))

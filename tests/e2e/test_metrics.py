@@ -3,7 +3,8 @@ scrapes every component it finds in Consul's catalog; real faults fire the
 alerts that name them (held by Alertmanager, listed by scripts/status),
 which resolve when the fault ends: a stopped replica, then primary
 (RedisDown, RedisReplicaLag, the 503s of web-inc and the gateway:
-ServiceErrors and GatewayErrors, RedisNoPrimary), a stopped exporter
+ServiceErrors and GatewayErrors, web-inc's slow refusals: ServiceSlow,
+RedisNoPrimary), a stopped exporter
 (TargetDown), a killed task (AllocationRestarting); and the samples
 outlive a restart of Prometheus."""
 
@@ -110,12 +111,12 @@ def service_url(name):
 def test_a_stopped_store_and_exporter_fire_the_alerts_that_name_them_until_they_answer_again():
     """Local Redis has one replica. Stopped (SIGSTOP), the primary keeps it
     on its list with a growing lag and refuses writes (min-replicas-to-write),
-    web-inc answers 503, the services turn unready and the gateway answers
-    503 itself; the node exporter is stopped too. Then the primary stops as
+    web-inc answers 503 after its WAIT (3 s), the services turn unready and
+    the gateway answers 503 itself; the node exporter is stopped too. Then the primary stops as
     well: no primary. Each fault fires the alert that names it; all resolve
     once everything runs again (the primary first, so Sentinel has nothing
     to promote) and the errors age out of the last minute."""
-    first = ("RedisDown", "RedisReplicaLag", "GatewayErrors", "ServiceErrors", "TargetDown")
+    first = ("RedisDown", "RedisReplicaLag", "GatewayErrors", "ServiceErrors", "ServiceSlow", "TargetDown")
     expected = (*first, "RedisNoPrimary")
     # An earlier test's faults may still be in the last minute's rates.
     wait_for("none of these alerts before the fault", lambda: not any(alerts(n) for n in expected), timeout=120)
@@ -134,12 +135,13 @@ def test_a_stopped_store_and_exporter_fire_the_alerts_that_name_them_until_they_
             seen.update({name: now for name in first if name not in seen and (now := firing(name))})
             return len(seen) == len(first)
 
-        wait_for(f"{', '.join(first)} to fire", all_fired, timeout=120, interval=1)
+        wait_for(f"{', '.join(first)} to fire", all_fired, timeout=150, interval=1)
         labels = {name: [a["labels"] for a in fired] for name, fired in seen.items()}
         assert [a["instance"] for a in labels["RedisDown"]] == [f"redis://127.0.0.1:{REPLICA_PORT}"], labels
         assert [a["instance"] for a in labels["RedisReplicaLag"]] == [f"redis://127.0.0.1:{PRIMARY_PORT}"], labels
         assert [a["node"] for a in labels["GatewayErrors"]] == ["local"], labels
         assert [a["service"] for a in labels["ServiceErrors"]] == ["web-inc"], labels
+        assert "web-inc" in [a["service"] for a in labels["ServiceSlow"]], labels
         assert [a["job"] for a in labels["TargetDown"]] == ["node"], labels
         # Prometheus hands them to Alertmanager; scripts/status lists them.
         wait_for("Alertmanager to hold RedisDown", lambda: any(
