@@ -335,7 +335,8 @@ def test_a_services_own_port_answers_the_gateway_alone(cluster, job):
     /health/* only (what the local Consul agent probes); a certificate of
     another CA fails the handshake; web's certificate does not pass for
     web-inc's. The operators' certificate of the services CA (as
-    scripts/status reads /metrics) gets /metrics: the positive control."""
+    scripts/status reads /metrics) gets /metrics: the positive control;
+    Prometheus' gets /metrics but no /inc, which the gateway's gets."""
     instances = [(e["Service"]["Address"], e["Service"]["Port"]) for e in cluster.consul_api(f"/v1/health/service/{job}")]
     assert instances, f"no {job} instance in the catalog"
     for addr, port in instances:
@@ -351,4 +352,10 @@ def test_a_services_own_port_answers_the_gateway_alone(cluster, job):
         with pytest.raises(ssl.SSLCertVerificationError):
             https_status(addr, port, other, path="/health/ready")
         assert https_status(addr, port, name, path="/metrics", cert="cli-services") == 200
+        # Prometheus' certificate is of the same CA, but not the gateway's:
+        # /metrics, never an increment (the rest is the gateway's alone).
+        host = cluster.hosts[0]
+        assert https_status(addr, port, name, path="/metrics", cert=f"{host}-metrics-client") == 200
+        assert https_status(addr, port, name, "POST", "/inc", cert=f"{host}-metrics-client") == 403
+        assert https_status(addr, port, name, "POST", "/inc", cert=f"{host}-gateway-client") != 403
         assert cluster.t.service_get(job, f"{addr}:{port}", "/metrics")[0] == 200

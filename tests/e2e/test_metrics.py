@@ -121,51 +121,51 @@ def test_a_stopped_store_and_exporter_fire_the_alerts_that_name_them_until_they_
     # An earlier test's faults may still be in the last minute's rates.
     wait_for("none of these alerts before the fault", lambda: not any(alerts(n) for n in expected), timeout=120)
     load = Load(("GET", f"{GATEWAY}/"), ("POST", f"{GATEWAY}/inc"), ("POST", f"{service_url('web-inc')}/inc"))
-    replica, exporter, primary = (pid_listening_on(port) for port in (REPLICA_PORT, NODE_EXPORTER_PORT, PRIMARY_PORT))
-    stopped = []
     try:
-        for pid in (replica, exporter):
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
-        # RedisReplicaLag ends by itself once the primary drops the replica
-        # (repl-timeout, 60 s): each counts from the moment it fired.
-        seen = {}
-
-        def all_fired():
-            seen.update({name: now for name in first if name not in seen and (now := firing(name))})
-            return len(seen) == len(first)
-
-        wait_for(f"{', '.join(first)} to fire", all_fired, timeout=150, interval=1)
-        labels = {name: [a["labels"] for a in fired] for name, fired in seen.items()}
-        assert [a["instance"] for a in labels["RedisDown"]] == [f"redis://127.0.0.1:{REPLICA_PORT}"], labels
-        assert [a["instance"] for a in labels["RedisReplicaLag"]] == [f"redis://127.0.0.1:{PRIMARY_PORT}"], labels
-        assert [a["node"] for a in labels["GatewayErrors"]] == ["local"], labels
-        assert [a["service"] for a in labels["ServiceErrors"]] == ["web-inc"], labels
-        assert "web-inc" in [a["service"] for a in labels["ServiceSlow"]], labels
-        assert [a["job"] for a in labels["TargetDown"]] == ["node"], labels
-        # Prometheus hands them to Alertmanager; scripts/status lists them.
-        wait_for("Alertmanager to hold RedisDown", lambda: any(
-            a["labels"]["alertname"] == "RedisDown" for a in get_json(f"{ALERTMANAGER}/api/v2/alerts")), timeout=30)
-        status = run("scripts/status", check=False).stdout
-        listed = {line.split()[0] for line in status.splitlines() if line.split()[1:2] == ["firing"]}
-        assert {"RedisDown", "GatewayErrors", "ServiceErrors", "TargetDown"} <= listed, status
-        os.kill(primary, signal.SIGSTOP)
-        stopped.append(primary)
-        wait_for("RedisNoPrimary to fire", lambda: firing("RedisNoPrimary"), timeout=60, interval=1)
-    finally:
+        replica, exporter, primary = (pid_listening_on(port) for port in (REPLICA_PORT, NODE_EXPORTER_PORT, PRIMARY_PORT))
+        stopped = []
         try:
-            if primary in stopped:
-                os.kill(primary, signal.SIGCONT)
-                with redis(PRIMARY_PORT) as primary_node:
-                    assert primary_node.call("PING") == "PONG"
+            for pid in (replica, exporter):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            # RedisReplicaLag ends by itself once the primary drops the replica
+            # (repl-timeout, 60 s): each counts from the moment it fired.
+            seen = {}
+
+            def all_fired():
+                seen.update({name: now for name in first if name not in seen and (now := firing(name))})
+                return len(seen) == len(first)
+
+            wait_for(f"{', '.join(first)} to fire", all_fired, timeout=150, interval=1)
+            labels = {name: [a["labels"] for a in fired] for name, fired in seen.items()}
+            assert [a["instance"] for a in labels["RedisDown"]] == [f"redis://127.0.0.1:{REPLICA_PORT}"], labels
+            assert [a["instance"] for a in labels["RedisReplicaLag"]] == [f"redis://127.0.0.1:{PRIMARY_PORT}"], labels
+            assert [a["node"] for a in labels["GatewayErrors"]] == ["local"], labels
+            assert [a["service"] for a in labels["ServiceErrors"]] == ["web-inc"], labels
+            assert "web-inc" in [a["service"] for a in labels["ServiceSlow"]], labels
+            assert [a["job"] for a in labels["TargetDown"]] == ["node"], labels
+            # Prometheus hands them to Alertmanager; scripts/status lists them.
+            wait_for("Alertmanager to hold RedisDown", lambda: any(
+                a["labels"]["alertname"] == "RedisDown" for a in get_json(f"{ALERTMANAGER}/api/v2/alerts")), timeout=30)
+            status = run("scripts/status", check=False).stdout
+            listed = {line.split()[0] for line in status.splitlines() if line.split()[1:2] == ["firing"]}
+            assert {"RedisDown", "GatewayErrors", "ServiceErrors", "TargetDown"} <= listed, status
+            os.kill(primary, signal.SIGSTOP)
+            stopped.append(primary)
+            wait_for("RedisNoPrimary to fire", lambda: firing("RedisNoPrimary"), timeout=60, interval=1)
         finally:
-            for pid in stopped:
-                os.kill(pid, signal.SIGCONT)
-    try:
+            try:
+                if primary in stopped:
+                    os.kill(primary, signal.SIGCONT)
+                    with redis(PRIMARY_PORT) as primary_node:
+                        assert primary_node.call("PING") == "PONG"
+            finally:
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
         wait_for("every alert of the faults to resolve", lambda: not any(alerts(n) for n in expected),
                  timeout=120, interval=1)
     finally:
-        load.stop()
+        load.stop()  # even when a fault's alert never came
     print("answers during the test:", load.codes)
     # The stack was whole before, and is again: the same primary.
     assert [r["metric"]["master_address"] for r in query("redis_sentinel_master_status")] == [

@@ -1,7 +1,9 @@
 //! A throwaway certificate authority for TLS tests: a CA, a server
 //! certificate it signed for 127.0.0.1 (an IP SAN, as the cluster's Redis
-//! certificates carry) and a client certificate, written as PEM files to a
-//! scratch directory removed on drop.
+//! certificates carry) and two client certificates, the gateway's (named
+//! `gateway.counter`, as the cluster's) and the metrics scraper's (named
+//! `prometheus.counter`), written as PEM files to a scratch directory
+//! removed on drop.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +20,8 @@ pub struct TestPki {
     server_key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
+    scraper_cert: PathBuf,
+    scraper_key: PathBuf,
 }
 
 impl TestPki {
@@ -44,11 +48,8 @@ impl TestPki {
         server_params.distinguished_name = name("redis test server");
         let server_cert = server_params.signed_by(&server_key, &issuer).expect("signing the server certificate");
 
-        let client_key = KeyPair::generate().expect("generating the client key");
-        let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client_params.distinguished_name = name("test client");
-        client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert = client_params.signed_by(&client_key, &issuer).expect("signing the client certificate");
+        let (client_cert, client_key) = client(&issuer, "test gateway", "gateway.counter");
+        let (scraper_cert, scraper_key) = client(&issuer, "test prometheus", "prometheus.counter");
 
         let pki = TestPki {
             ca_cert: dir.join("ca.pem"),
@@ -56,6 +57,8 @@ impl TestPki {
             server_key: dir.join("server.key"),
             client_cert: dir.join("client.pem"),
             client_key: dir.join("client.key"),
+            scraper_cert: dir.join("scraper.pem"),
+            scraper_key: dir.join("scraper.key"),
             dir,
         };
         std::fs::write(&pki.ca_cert, ca_cert.pem()).unwrap();
@@ -63,6 +66,8 @@ impl TestPki {
         std::fs::write(&pki.server_key, server_key.serialize_pem()).unwrap();
         std::fs::write(&pki.client_cert, client_cert.pem()).unwrap();
         std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
+        std::fs::write(&pki.scraper_cert, scraper_cert.pem()).unwrap();
+        std::fs::write(&pki.scraper_key, scraper_key.serialize_pem()).unwrap();
         pki
     }
 
@@ -79,13 +84,24 @@ impl TestPki {
         &self.server_key
     }
 
-    /// A client certificate (clientAuth) the CA signed, and its key.
+    /// A client certificate (clientAuth) the CA signed, and its key: the
+    /// gateway's, named `gateway.counter`.
     pub fn client_cert(&self) -> &Path {
         &self.client_cert
     }
 
     pub fn client_key(&self) -> &Path {
         &self.client_key
+    }
+
+    /// Another client certificate the CA signed, and its key: the metrics
+    /// scraper's, named `prometheus.counter`.
+    pub fn scraper_cert(&self) -> &Path {
+        &self.scraper_cert
+    }
+
+    pub fn scraper_key(&self) -> &Path {
+        &self.scraper_key
     }
 
     /// `ca_cert` as a `&str`, for flags.
@@ -98,6 +114,16 @@ impl Default for TestPki {
     fn default() -> Self {
         TestPki::new()
     }
+}
+
+/// A client certificate (clientAuth) ISSUER signs for DNS name SAN, and its key.
+fn client(issuer: &Issuer<'_, KeyPair>, common_name: &str, san: &str) -> (rcgen::Certificate, KeyPair) {
+    let key = KeyPair::generate().expect("generating a client key");
+    let mut params = CertificateParams::new(vec![san.to_string()]).unwrap();
+    params.distinguished_name = name(common_name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, issuer).expect("signing a client certificate");
+    (cert, key)
 }
 
 fn name(common_name: &str) -> DistinguishedName {

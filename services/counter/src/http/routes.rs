@@ -85,18 +85,33 @@ impl<S: CountStore> Routes<S> {
         let method = req.method().clone();
         let reading = matches!(method, Method::GET | Method::HEAD);
         // Over HTTPS, a client without a certificate of the trusted CA may
-        // only probe health (the local Consul agent); everything else is for
-        // the gateway and the scraper, which present one.
+        // only probe health (the local Consul agent); another certificate
+        // than the gateway's (the scraper's, the operators') may read
+        // /metrics too; the rest is the gateway's alone.
         let health = matches!(req.uri().path(), "/health/live" | "/health/ready");
-        if req.extensions().get::<Peer>() == Some(&Peer::Anonymous) && !health {
-            return (
-                "other",
-                response::error(
-                    StatusCode::FORBIDDEN,
-                    "client_certificate_required",
-                    "only the gateway and the metrics scraper may ask this (a client certificate of the services' CA)",
-                ),
-            );
+        let metrics = req.uri().path() == "/metrics";
+        match req.extensions().get::<Peer>() {
+            Some(Peer::Anonymous) if !health => {
+                return (
+                    "other",
+                    response::error(
+                        StatusCode::FORBIDDEN,
+                        "client_certificate_required",
+                        "only the gateway and the metrics scraper may ask this (a client certificate of the services' CA)",
+                    ),
+                );
+            }
+            Some(Peer::OtherClient) if !health && !metrics => {
+                return (
+                    "other",
+                    response::error(
+                        StatusCode::FORBIDDEN,
+                        "gateway_certificate_required",
+                        "only the gateway may ask this; this client certificate reads /metrics and /health/* alone",
+                    ),
+                );
+            }
+            _ => {}
         }
         match req.uri().path() {
             "/health/live" if reading => ("/health/live", response::text(StatusCode::OK, "live\n")),

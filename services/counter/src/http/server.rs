@@ -16,6 +16,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -55,10 +56,31 @@ impl Default for Limits {
 pub enum Peer {
     /// Plain HTTP: the local stack on loopback, where nothing is verified.
     Plain,
-    /// HTTPS with a client certificate of the CA the service trusts (the gateway, the scraper).
-    Verified,
+    /// HTTPS with the gateway's client certificate: a certificate of the CA
+    /// the service trusts that names [`GATEWAY_CLIENT_NAME`].
+    Gateway,
+    /// HTTPS with another client certificate of that CA: the metrics
+    /// scraper's (`prometheus.counter`), the operators' (`operator.counter`).
+    OtherClient,
     /// HTTPS without a client certificate (the local Consul agent's health check).
     Anonymous,
+}
+
+/// The name the gateway's client certificate carries (a DNS SAN; the
+/// cluster's certificates tool, scripts/counterops/certs.py, gives it to
+/// HOST-gateway-client.pem alone). Only that certificate gets past
+/// `/metrics` and `/health/*`: the scraper's key cannot increment.
+pub const GATEWAY_CLIENT_NAME: &str = "gateway.counter";
+
+impl Peer {
+    /// The peer whose verified chain starts with `leaf`.
+    fn presenting(leaf: &CertificateDer<'_>) -> Peer {
+        let gateway = ServerName::try_from(GATEWAY_CLIENT_NAME).expect("GATEWAY_CLIENT_NAME is a DNS name");
+        match webpki::EndEntityCert::try_from(leaf) {
+            Ok(cert) if cert.verify_is_valid_for_subject_name(&gateway).is_ok() => Peer::Gateway,
+            _ => Peer::OtherClient,
+        }
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` resolves, then stops accepting
@@ -120,8 +142,8 @@ pub async fn serve<H, Fut>(
             match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
                     let peer = match stream.get_ref().1.peer_certificates() {
-                        Some(_) => Peer::Verified,
-                        None => Peer::Anonymous,
+                        Some([leaf, ..]) => Peer::presenting(leaf),
+                        _ => Peer::Anonymous,
                     };
                     serve_connection(&http, watcher, stream, peer, handler, permit).await;
                 }

@@ -1,9 +1,11 @@
 //! The services' own HTTPS (`--tls-cert`, `--tls-key`, `--tls-client-ca`), the
-//! gateway's hop in a cluster: plain HTTP is refused, a client certificate of
-//! the trusted CA gets every route, no certificate gets `/health/*` only (the
-//! local Consul agent's check), and a certificate of another CA fails the
-//! handshake.
+//! gateway's hop in a cluster: plain HTTP is refused, the gateway's client
+//! certificate of the trusted CA gets every route, another certificate of
+//! that CA (the scraper's) gets `/metrics` and `/health/*` only, no
+//! certificate gets `/health/*` only (the local Consul agent's check), and a
+//! certificate of another CA fails the handshake.
 
+use std::path::Path;
 use std::time::Duration;
 
 use counter::Role;
@@ -23,24 +25,30 @@ async fn spawn_https(server: &TestPki) -> (String, RedisServer, RedisServer) {
     (addr.replacen("http://", "https://", 1), primary, replica)
 }
 
-/// A client trusting `server`'s CA, presenting `identity`'s client certificate when given.
-fn https_client(server: &TestPki, identity: Option<&TestPki>) -> reqwest::Client {
+/// A client trusting `server`'s CA, presenting the client certificate and
+/// key `identity` names when given.
+fn https_client(server: &TestPki, identity: Option<(&Path, &Path)>) -> reqwest::Client {
     counter::tls::install_crypto_provider();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(server.ca_cert()).unwrap()).unwrap();
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10)).add_root_certificate(ca);
-    if let Some(pki) = identity {
-        let mut pem = std::fs::read(pki.client_cert()).unwrap();
-        pem.extend(std::fs::read(pki.client_key()).unwrap());
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert).unwrap();
+        pem.extend(std::fs::read(key).unwrap());
         builder = builder.identity(reqwest::Identity::from_pem(&pem).unwrap());
     }
     builder.build().unwrap()
+}
+
+/// The gateway's client certificate of `pki`.
+fn gateway(pki: &TestPki) -> Option<(&Path, &Path)> {
+    Some((pki.client_cert(), pki.client_key()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_gateways_certificate_gets_every_route() {
     let pki = blocking(TestPki::new).await;
     let (url, _primary, _replica) = spawn_https(&pki).await;
-    let gateway = https_client(&pki, Some(&pki));
+    let gateway = https_client(&pki, gateway(&pki));
     let before: i64 =
         gateway.get(format!("{url}/")).send().await.unwrap().text().await.unwrap().trim().parse().unwrap();
     let inc = gateway.post(format!("{url}/inc")).send().await.unwrap();
@@ -67,11 +75,28 @@ async fn without_a_client_certificate_only_health_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_scrapers_certificate_reads_metrics_and_health_alone() {
+    let pki = blocking(TestPki::new).await;
+    let (url, primary, _replica) = spawn_https(&pki).await;
+    let scraper = https_client(&pki, Some((pki.scraper_cert(), pki.scraper_key())));
+    for path in ["/metrics", "/health/live", "/health/ready"] {
+        assert_eq!(scraper.get(format!("{url}{path}")).send().await.unwrap().status(), 200, "{path}");
+    }
+    for (method, path) in [("GET", "/"), ("POST", "/inc"), ("GET", "/inc")] {
+        let response = scraper.request(method.parse().unwrap(), format!("{url}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), 403, "{method} {path}");
+        assert!(response.text().await.unwrap().contains("gateway_certificate_required"));
+    }
+    let count = blocking(move || primary.cli(&["GET", "counter"])).await;
+    assert_eq!(count.trim(), "(nil)", "the scraper's /inc counted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_of_another_ca_fails_the_handshake() {
     let pki = blocking(TestPki::new).await;
     let stranger = blocking(TestPki::new).await;
     let (url, _primary, _replica) = spawn_https(&pki).await;
-    let err = https_client(&pki, Some(&stranger)).get(format!("{url}/")).send().await.unwrap_err();
+    let err = https_client(&pki, gateway(&stranger)).get(format!("{url}/")).send().await.unwrap_err();
     assert!(err.is_connect() || err.is_request(), "{err:?}");
 }
 
