@@ -1,5 +1,6 @@
 """The chaos scenarios of every run (scripts/chaos has more): each one's
-load through the gateways must lose no acknowledged increment. machine-loss
+load through the gateways must lose no acknowledged increment, and each
+reports the alerts Prometheus raised meanwhile (a failover: RedisFailover). machine-loss
 comes last: it leaves the cluster a host short. Afterwards, failovers and
 redeploys have written no secret anywhere either."""
 
@@ -29,6 +30,10 @@ def test_chaos_scenario_loses_no_acknowledged_increment(cluster, scenario):
     assert png.stat().st_size > 10_000 and record["scenario"] == scenario
     assert record["marks"]["fault"] > 0 and any(addr for _, addr in record["primaries"])
     assert sum(record["timeline"]["inc_ok"]) > 0
+    # The alerts Prometheus raised meanwhile, in the output and the record.
+    raised = re.search(rf"^chaos {re.escape(scenario)}: alerts: (.*)$", p.stdout, re.M).group(1)
+    if scenario == "primary-kill":
+        assert any(a["alert"] == "RedisFailover" for a in record["alerts"]), raised
     if scenario == "consul-agent-primary":
         # The primary stays discoverable through its second registration:
         # writes do not stop for as long as the agent beside it is down.

@@ -1,8 +1,10 @@
 """The chaos runner: a bounded mixed load through the floating gateway
 address (or, without one, the gateways of the hosts the fault spares) runs
 while one fault is injected and healed; then every acknowledged increment
-must be in the final count (verdict.py). One line per scenario:
+must be in the final count (verdict.py). Two lines per scenario, the
+verdict and the alerts Prometheus raised meanwhile (alerts.py):
   chaos <scenario>: write_gap_s=<s> read_gap_s=<s> failed=<n> lost=<n> | acked=<n> ... fault_step_s=<s>
+  chaos <scenario>: alerts: <alert> <where> +<first>..+<last>s; ...
 Load goes only to loopback or 198.18.0.0/15 (load.py refuses the rest)."""
 
 import json
@@ -13,10 +15,10 @@ import threading
 import time
 import urllib.request
 
-from .. import client, common
+from .. import client, common, status
 from ..common import log
 from ..redis import RedisError
-from . import timeline
+from . import alerts, timeline
 from .verdict import verdict
 
 LOAD_SECONDS = float(os.environ.get("LOAD_SECONDS", "30"))  # the load around each fault
@@ -115,7 +117,7 @@ def run(s):
              "--rotation-file", s.rotation] if s.rotation else ["--duration", str(LOAD_SECONDS)]
     load = subprocess.Popen([sys.executable, "-m", "counterops.chaos.load", *extra, *gateways],
                             stdout=subprocess.PIPE, text=True)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     watch = PrimaryWatch(t, s.api_avoid, started)
     watch.start()
     marks = {}
@@ -145,7 +147,10 @@ def run(s):
     result = json.loads(out)
     line, problems = verdict(s.name, result, initial, final, fault_step, probes[0])
     print(line, flush=True)
-    png = timeline.record(s.name, line, result, marks, watch.seen)
+    # What an operator on call was told meanwhile.
+    raised = alerts.fired(status.prometheus_url(t), started_at, time.time())
+    print(alerts.line(s.name, raised), flush=True)
+    png = timeline.record(s.name, line, result, marks, watch.seen, raised)
     if png:
         print(f"chaos {s.name}: timeline {png}", file=sys.stderr, flush=True)
     if result.get("error_kinds"):

@@ -21,14 +21,15 @@ SERIES = [("get_ok", "reads /s", "tab:blue"), ("inc_ok", "increments /s", "tab:g
           ("get_err", "failed reads /s", "tab:red"), ("inc_err", "failed increments /s", "tab:orange")]
 
 
-def record(scenario, verdict_line, load, marks, primaries):
+def record(scenario, verdict_line, load, marks, primaries, alerts=None):
     """Writes RESULTS/<stamp>-<scenario>.json and .png; returns the PNG's path.
     LOAD: the load generator's result (its timeline); MARKS: {event: seconds
-    since the load started}; PRIMARIES: [(seconds, address or None)]."""
+    since the load started}; PRIMARIES: [(seconds, address or None)];
+    ALERTS: the alerts the run raised (chaos/alerts.py), kept in the record."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{scenario}.json"
     path.write_text(json.dumps({"scenario": scenario, "verdict": verdict_line, "timeline": load.get("timeline"),
-                                "marks": marks, "primaries": primaries}, indent=1))
+                                "marks": marks, "primaries": primaries, "alerts": alerts}, indent=1))
     return draw(path)
 
 
