@@ -63,15 +63,9 @@ async fn without_a_client_certificate_only_health_answers() {
     let pki = blocking(TestPki::new).await;
     let (url, primary, _replica) = spawn_https(&pki).await;
     let anonymous = https_client(&pki, None);
-    assert_eq!(anonymous.get(format!("{url}/health/live")).send().await.unwrap().status(), 200);
-    assert_eq!(anonymous.get(format!("{url}/health/ready")).send().await.unwrap().status(), 200);
-    for (method, path) in [("GET", "/"), ("POST", "/inc"), ("GET", "/inc"), ("GET", "/metrics")] {
-        let response = anonymous.request(method.parse().unwrap(), format!("{url}{path}")).send().await.unwrap();
-        assert_eq!(response.status(), 403, "{method} {path}");
-        assert!(response.text().await.unwrap().contains("client_certificate_required"));
-    }
-    let count = blocking(move || primary.cli(&["GET", "counter"])).await;
-    assert_eq!(count.trim(), "(nil)", "an anonymous /inc counted");
+    assert_answers(&anonymous, &url, &["/health/live", "/health/ready"]).await;
+    let routes = [("GET", "/"), ("POST", "/inc"), ("GET", "/inc"), ("GET", "/metrics")];
+    assert_refused(&anonymous, &url, &routes, "client_certificate_required", primary).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,16 +73,34 @@ async fn the_scrapers_certificate_reads_metrics_and_health_alone() {
     let pki = blocking(TestPki::new).await;
     let (url, primary, _replica) = spawn_https(&pki).await;
     let scraper = https_client(&pki, Some((pki.scraper_cert(), pki.scraper_key())));
-    for path in ["/metrics", "/health/live", "/health/ready"] {
-        assert_eq!(scraper.get(format!("{url}{path}")).send().await.unwrap().status(), 200, "{path}");
+    assert_answers(&scraper, &url, &["/metrics", "/health/live", "/health/ready"]).await;
+    let routes = [("GET", "/"), ("POST", "/inc"), ("GET", "/inc")];
+    assert_refused(&scraper, &url, &routes, "gateway_certificate_required", primary).await;
+}
+
+/// Each of `paths` answers `client`'s GET with 200.
+async fn assert_answers(client: &reqwest::Client, url: &str, paths: &[&str]) {
+    for path in paths {
+        assert_eq!(client.get(format!("{url}{path}")).send().await.unwrap().status(), 200, "{path}");
     }
-    for (method, path) in [("GET", "/"), ("POST", "/inc"), ("GET", "/inc")] {
-        let response = scraper.request(method.parse().unwrap(), format!("{url}{path}")).send().await.unwrap();
+}
+
+/// Each of `routes` answers `client` 403 with the error `code`, and none of
+/// them counted an increment on `primary`.
+async fn assert_refused(
+    client: &reqwest::Client,
+    url: &str,
+    routes: &[(&str, &str)],
+    code: &str,
+    primary: RedisServer,
+) {
+    for (method, path) in routes {
+        let response = client.request(method.parse().unwrap(), format!("{url}{path}")).send().await.unwrap();
         assert_eq!(response.status(), 403, "{method} {path}");
-        assert!(response.text().await.unwrap().contains("gateway_certificate_required"));
+        assert!(response.text().await.unwrap().contains(code), "{method} {path}");
     }
     let count = blocking(move || primary.cli(&["GET", "counter"])).await;
-    assert_eq!(count.trim(), "(nil)", "the scraper's /inc counted");
+    assert_eq!(count.trim(), "(nil)", "a refused /inc counted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
