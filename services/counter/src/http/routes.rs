@@ -97,7 +97,7 @@ impl<S: CountStore> Routes<S> {
                     response::error(
                         StatusCode::FORBIDDEN,
                         "client_certificate_required",
-                        "only the gateway and the metrics scraper may ask this (a client certificate of the services' CA)",
+                        "a client certificate of the services' CA is required (the gateway's; the scraper's reads /metrics)",
                     ),
                 );
             }
