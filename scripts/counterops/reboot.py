@@ -75,8 +75,12 @@ def out_of_service(t, host, rotation):
 def back_in_service(t, host, rotation):
     """Step 5, once its units run again: allocations back, its Redis in
     discovery once in sync, the floating address may come, back in rotation."""
+    started = time.monotonic()
     until(f"{host}'s units, Consul member and Nomad node", lambda: back(t, host), 180)
+    agents = time.monotonic()
     undrain(t, host)
+    log(f"{host}: agents back in {agents - started:.0f}s, its allocations running "
+        f"{time.monotonic() - agents:.0f}s later")
     until(f"{host}'s Redis in sync as a replica", lambda: replica_in_sync(t, host), 60)
     registrations(t, host, False)
     if t.gateway_vip:
