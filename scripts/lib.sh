@@ -89,14 +89,3 @@ die() {
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 || die "'$1' is required but not found${2:+: $2}"
 }
-
-# wait_until <seconds> <description> <command...>: poll until the command succeeds.
-wait_until() {
-  local timeout=$1 what=$2 deadline
-  shift 2
-  deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || die "timed out after ${timeout}s waiting for $what"
-    sleep 0.2
-  done
-}

@@ -7,13 +7,10 @@ import time
 import types
 
 from . import client, common, jobs, target
+from .common import log
 from .redis import RedisError
 
 DRAIN_DEADLINE_S = 120
-
-
-def log(msg):
-    common.log(msg)
 
 
 def until(what, predicate, timeout):

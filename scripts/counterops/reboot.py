@@ -22,8 +22,8 @@ import os
 import time
 
 from . import client, target
-from .common import die
-from .drain import drain, log, redis_out, registrations, undrain, until
+from .common import die, log
+from .drain import drain, redis_out, registrations, undrain, until
 
 ROTATION_ENV = "COUNTER_ROTATION"
 
@@ -45,10 +45,15 @@ def out_of_rotation(rotation, gateway, out):
     os.replace(f"{rotation}.tmp", rotation)
 
 
-def back(t, host):
+def units_active(t, host, timeout=10):
+    """Whether every Counter unit of HOST runs (Sentinel: on a server)."""
     units = "consul nomad counter-redis-role-watch 'counter-redis@*'" + (
         " counter-sentinel" if host in t.servers else "")
-    if set(t.ssh(host, f"systemctl is-active {units}", check=False, timeout=10).stdout.split()) != {"active"}:
+    return set(t.ssh(host, f"systemctl is-active {units}", check=False, timeout=timeout).stdout.split()) == {"active"}
+
+
+def back(t, host):
+    if not units_active(t, host):
         return False
     members = t.consul(avoid=[host]).get("/v1/agent/members")
     return any(m["Name"] == host and m["Status"] == 1 for m in members) and any(

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from . import target
-from .drain import drain, log, redis_out, until
+from .common import log
+from .drain import drain, redis_out, until
 
 
 def sentinels_forget(t, host):

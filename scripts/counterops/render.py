@@ -49,7 +49,7 @@ def local_vars(etc_dir, secrets_dir, alloc_dir):
         "counter_etc_dir": str(etc_dir), "counter_secret": secrets, "counter_is_server": True,
         "counter_server_addrs": ["127.0.0.1"], "counter_primary_addr": "127.0.0.1",
         "counter_primary_port": PRIMARY_PORT, "sentinel_quorum": 1, "consul_redis_nodes": nodes,
-        "nomad_network_interface": "lo", "nomad_alloc_dir": str(alloc_dir) if alloc_dir else "",
+        "counter_interface": "lo", "nomad_alloc_dir": str(alloc_dir) if alloc_dir else "",
     }
 
 

@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 
 from . import acl, client, reboot, target
-from .common import die
-from .drain import log
+from .common import die, log
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 # The units of a host that read certificates at start (their jobs' tasks

@@ -156,13 +156,7 @@ class MachineReturn(MachineLoss):
 
     def back(self):
         t, v = self.t, self.victim
-        units = "consul nomad counter-redis-role-watch 'counter-redis@*'" + (
-            " counter-sentinel" if v in t.servers else "")
-        if set(t.ssh(v, f"systemctl is-active {units}", check=False).stdout.split()) != {"active"}:
-            return False
-        with t.redis(t.hosts[v].addr) as r:
-            info = r.info()
-        if info.get("role") != "slave" or info.get("master_link_status") != "up":
+        if not reboot.units_active(t, v, timeout=120) or not reboot.replica_in_sync(t, v):
             return False
         consul, nomad = t.consul(avoid=[v]), t.nomad(avoid=[v])
         if not any(m["Name"] == v and m["Status"] == 1 for m in consul.get("/v1/agent/members")):
