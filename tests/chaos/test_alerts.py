@@ -9,7 +9,7 @@ START = 1000.0
 
 def series(name, times, **labels):
     return {"metric": {"__name__": "ALERTS", "alertname": name, "alertstate": "firing", **labels},
-            "values": [[START + t, "1"] for t in times]}
+            "values": [[START + t, str(START + t)] for t in times]}
 
 
 def test_each_alert_says_where_and_when_it_fired_and_if_it_still_fires():
@@ -22,13 +22,27 @@ def test_each_alert_says_where_and_when_it_fired_and_if_it_still_fires():
         {"alert": "RedisDown", "where": "rediss://198.18.0.12:6380", "from_s": 8.0, "to_s": 41.0, "at_end": True},
         {"alert": "RedisFailover", "where": "", "from_s": 9.0, "to_s": 40.0, "at_end": True},
     ]
-    assert alerts.line("primary-kill", got) == (
+    assert alerts.line("primary-kill", {"since_s": 0, "alerts": got}) == (
         "chaos primary-kill: alerts: CertificateExpiresSoon web.pem +2..+3s; "
         "RedisDown rediss://198.18.0.12:6380 +8..(firing); RedisFailover +9..(firing)")
 
 
 def test_a_quiet_run_and_an_unreachable_prometheus_are_said_as_such():
-    assert alerts.line("rolling-deploy", alerts.spans([], START, START + 30)) == "chaos rolling-deploy: alerts: none"
+    quiet = {"since_s": 0, "alerts": alerts.spans([], START, START + 30)}
+    assert alerts.line("rolling-deploy", quiet) == "chaos rolling-deploy: alerts: none"
     got = alerts.fired("http://127.0.0.1:9", START, START + 30)
     assert isinstance(got, str) and got.startswith("Prometheus at http://127.0.0.1:9:")
     assert alerts.line("machine-loss", got).startswith("chaos machine-loss: alerts: unknown (Prometheus at ")
+
+
+def test_samples_from_before_prometheus_started_are_another_stints_and_left_out():
+    """Nomad moved Prometheus 200 s into the run: what it finds from before
+    (its machine's history, its last samples still in the lookback) is not
+    this run's. A sample's own time decides, not the step that found it."""
+    stale = {"metric": {"alertname": "RedisDown", "instance": "rediss://198.18.0.11:6380"},
+             "values": [[START + t, str(START - 50)] for t in range(200, 240)]}
+    result = [stale, series("RedisFailover", [190, 205, 230])]
+    got = alerts.spans(result, START, START + 240, since=START + 200)
+    assert got == [{"alert": "RedisFailover", "where": "", "from_s": 205.0, "to_s": 230.0, "at_end": False}]
+    assert alerts.line("rotate-ca", {"since_s": 200.0, "alerts": got}) == (
+        "chaos rotate-ca: alerts since +200s (Prometheus started then): RedisFailover +205..+230s")
