@@ -44,5 +44,7 @@ def test_samples_from_before_prometheus_started_are_another_stints_and_left_out(
     result = [stale, series("RedisFailover", [190, 205, 230])]
     got = alerts.spans(result, START, START + 240, since=START + 200)
     assert got == [{"alert": "RedisFailover", "where": "", "from_s": 205.0, "to_s": 230.0, "at_end": False}]
+    # The rules are evaluated every 5 s: a sample 4 s old still fires.
+    assert alerts.spans([series("RedisDown", [100, 236])], START, START + 240)[0]["at_end"]
     assert alerts.line("rotate-ca", {"since_s": 200.0, "alerts": got}) == (
         "chaos rotate-ca: alerts since +200s (Prometheus started then): RedisFailover +205..+230s")

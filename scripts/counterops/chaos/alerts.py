@@ -20,6 +20,9 @@ from ..logs import parse_time
 
 # The label that says where, by alert: the first of these an alert has.
 WHERE = ("instance", "service", "file", "node")
+# The rules' evaluation_interval (prometheus/prometheus.yml): an alert that
+# still fires has a sample at most this old.
+EVALUATION_S = 5
 
 
 def get(prometheus, path):
@@ -44,7 +47,7 @@ def started(prometheus):
 def spans(result, start, end, since=None):
     """Each series of RESULT as {alert, where, from_s, to_s, at_end}, seconds
     since START, from its samples written at SINCE or later (default: START);
-    at_end: it still fired at the last second of the run."""
+    at_end: it still fired at the end of the run (its last evaluation)."""
     out = []
     for series in result:
         labels = series["metric"]
@@ -53,7 +56,7 @@ def spans(result, start, end, since=None):
             continue
         where = next((labels[k] for k in WHERE if labels.get(k)), "")
         out.append({"alert": labels["alertname"], "where": where, "from_s": round(min(times) - start, 1),
-                    "to_s": round(max(times) - start, 1), "at_end": max(times) >= end - 1})
+                    "to_s": round(max(times) - start, 1), "at_end": max(times) >= end - EVALUATION_S - 1})
     return sorted(out, key=lambda a: (a["from_s"], a["alert"], a["where"]))
 
 
