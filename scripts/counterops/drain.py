@@ -55,13 +55,18 @@ def undrain(t, host):
         a["JobID"] for a in nomad.get(f"/v1/node/{node}/allocations") if a["ClientStatus"] == "running"}, 180)
 
 
+def ring_partner(t, host):
+    """The host whose agent registers HOST's Redis besides its own."""
+    names = list(t.hosts)
+    return names[names.index(host) - 1]
+
+
 def registrations(t, host, enable):
     """Its Redis in or out of discovery, on both agents that register it (its
     own and the previous host's in the ring of consul/redis.hcl.j2): the
     previous one's first when it leaves (its own still names it, so nothing
     changes for the services yet), its own first when it comes back."""
-    names = list(t.hosts)
-    agents = [names[names.index(host) - 1], host]
+    agents = [ring_partner(t, host), host]
     for agent in agents if enable else reversed(agents):
         api = t.consul(host=agent)
         for role in ("primary", "replica"):

@@ -12,7 +12,7 @@ import sys
 
 from . import target
 from .common import log
-from .drain import drain, redis_out, until
+from .drain import drain, redis_out, ring_partner, until
 
 
 def sentinels_forget(t, host):
@@ -53,6 +53,12 @@ def main():
     t.ssh(args.host, "systemctl disable --now nomad.service")
     t.consul(host=args.host).call("PUT", "/v1/agent/leave", ok=(200, 403, 500))
     t.ssh(args.host, "systemctl disable --now consul.service counter-redis-role-watch.service")
+    # Its Redis stays registered by its ring partner's agent (in maintenance,
+    # so no service reads from it) until that host's next deploy; without
+    # this, its targets and RedisDown would fire until then.
+    partner = t.consul(host=ring_partner(t, args.host))
+    for role in ("primary", "replica"):
+        partner.call("PUT", f"/v1/agent/service/deregister/redis-{role}-{args.host}", ok=(200, 404))
     if node:
         t.nomad(avoid=[args.host]).post(f"/v1/node/{node}/purge")
     log(f"{args.host} is out of the cluster: delete it from {args.inventory}")
