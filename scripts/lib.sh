@@ -38,18 +38,16 @@ test_python() { echo "$(venv test "$COUNTER_ROOT/tests/requirements.txt")/bin/py
 
 # ops <module> <args...>: runs counterops.<module> with the ops venv.
 ops() {
-  local python module=$1
-  shift
+  local python
   python=$(ops_python)
-  PYTHONPATH=$COUNTER_ROOT/scripts "$python" -m "counterops.$module" "$@"
+  PYTHONPATH=$COUNTER_ROOT/scripts "$python" -m "counterops.$1" "${@:2}"
 }
 
 # run_ops <module> <args...>: replaces this shell with counterops.<module>.
 run_ops() {
-  local python module=$1
-  shift
+  local python
   python=$(ops_python)
-  PYTHONPATH=$COUNTER_ROOT/scripts exec "$python" -m "counterops.$module" "$@"
+  PYTHONPATH=$COUNTER_ROOT/scripts exec "$python" -m "counterops.$1" "${@:2}"
 }
 
 # timed <description> <command...>: runs one step and says how long it took

@@ -82,6 +82,13 @@ def names(items):
     return sorted(i["Name"] for i in items or [])
 
 
+def save(api, what, cur, create, update, body):
+    """Creates one Consul ACL object at CREATE (CUR None: there is none yet)
+    or updates it at UPDATE."""
+    api.put(update if cur else create, body)
+    log(f"Consul {what} {'updated' if cur else 'created'}")
+
+
 def apply_consul(t, data, jwks_url, jwks_ca):
     api = t.consul()
     # initial_management works once the servers elected a leader. A
@@ -95,23 +102,15 @@ def apply_consul(t, data, jwks_url, jwks_ca):
 
     for name, p in data["policies"].items():
         cur = api.get(f"/v1/acl/policy/name/{name}", missing_ok=True)
-        body = {"Name": name, "Description": p["description"], "Rules": p["rules"]}
-        if cur is None:
-            api.put("/v1/acl/policy", body)
-            log(f"Consul policy {name} created")
-        elif (cur["Rules"], cur.get("Description")) != (p["rules"], p["description"]):
-            api.put(f"/v1/acl/policy/{cur['ID']}", body)
-            log(f"Consul policy {name} updated")
+        if cur is None or (cur["Rules"], cur.get("Description")) != (p["rules"], p["description"]):
+            save(api, f"policy {name}", cur, "/v1/acl/policy", cur and f"/v1/acl/policy/{cur['ID']}",
+                 {"Name": name, "Description": p["description"], "Rules": p["rules"]})
 
     for name, r in data["roles"].items():
-        cur = api.get(f"/v1/acl/role/name/{name}", missing_ok=True)
-        body = {"Name": name, "Policies": [{"Name": p} for p in r["policies"]]}
-        if not cur:
-            api.put("/v1/acl/role", body)
-            log(f"Consul role {name} created")
-        elif names(cur.get("Policies")) != sorted(r["policies"]):
-            api.put(f"/v1/acl/role/{cur['ID']}", body)
-            log(f"Consul role {name} updated")
+        cur = api.get(f"/v1/acl/role/name/{name}", missing_ok=True) or None
+        if cur is None or names(cur.get("Policies")) != sorted(r["policies"]):
+            save(api, f"role {name}", cur, "/v1/acl/role", cur and f"/v1/acl/role/{cur['ID']}",
+                 {"Name": name, "Policies": [{"Name": p} for p in r["policies"]]})
 
     for file, tok in data["tokens"].items():
         secret = t.secret(file)
@@ -120,25 +119,19 @@ def apply_consul(t, data, jwks_url, jwks_ca):
                 "Policies": [{"Name": p} for p in tok["policies"]]}
         if "node_identity" in tok:
             body["NodeIdentities"] = [{"NodeName": tok["node_identity"], "Datacenter": "dc1"}]
-        if status != 200:
-            api.put("/v1/acl/token", body)
-            log(f"Consul token {file} created")
-            changed = True
-        elif names(cur.get("Policies")) != sorted(tok["policies"]):
-            api.put(f"/v1/acl/token/{cur['AccessorID']}", dict(body, AccessorID=cur["AccessorID"]))
-            log(f"Consul token {file} updated")
+        cur = cur if status == 200 else None
+        if cur is None or names(cur.get("Policies")) != sorted(tok["policies"]):
+            save(api, f"token {file}", cur, "/v1/acl/token", cur and f"/v1/acl/token/{cur['AccessorID']}",
+                 dict(body, AccessorID=cur["AccessorID"]) if cur else body)
+            changed = changed or cur is None
 
     for name, method in data["auth_methods"].items():
         body = dict(method, Name=name, Config=dict(method["Config"], JWKSURL=jwks_url))
         if jwks_ca:
             body["Config"]["JWKSCACert"] = jwks_ca
         cur = api.get(f"/v1/acl/auth-method/{name}", missing_ok=True)
-        if cur is None:
-            api.put("/v1/acl/auth-method", body)
-            log(f"Consul auth method {name} created")
-        elif not matches(cur, body):
-            api.put(f"/v1/acl/auth-method/{name}", body)
-            log(f"Consul auth method {name} updated")
+        if not matches(cur, body):
+            save(api, f"auth method {name}", cur, "/v1/acl/auth-method", f"/v1/acl/auth-method/{name}", body)
 
     have = {}
     for method in data["auth_methods"]:
@@ -146,12 +139,9 @@ def apply_consul(t, data, jwks_url, jwks_ca):
             have[(method, rule["Description"])] = rule
     for rule in data["binding_rules"]:
         cur = have.get((rule["AuthMethod"], rule["Description"]))
-        if cur is None:
-            api.put("/v1/acl/binding-rule", rule)
-            log(f"Consul binding rule created: {rule['Description']}")
-        elif not matches(cur, rule):
-            api.put(f"/v1/acl/binding-rule/{cur['ID']}", dict(rule, ID=cur["ID"]))
-            log(f"Consul binding rule updated: {rule['Description']}")
+        if not matches(cur, rule):
+            save(api, f"binding rule '{rule['Description']}'", cur, "/v1/acl/binding-rule",
+                 cur and f"/v1/acl/binding-rule/{cur['ID']}", dict(rule, ID=cur["ID"]) if cur else rule)
     return changed
 
 

@@ -21,11 +21,33 @@ import sys
 from pathlib import Path
 
 from . import machines as mc
-from . import test_inventory
 from .machines import log
 from .target import TEST_CLUSTER, TEST_INVENTORY
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_inventory(names):
+    """The machines as an Ansible inventory: the same kind of file an operator
+    writes for real hosts (deploy/inventory.example.yml); the first three are
+    the servers, the first starts as the Redis primary."""
+    lines = ["# The test machines of scripts/cluster (written by it; do not edit). The deploy",
+             "# reaches them over SSH with this cluster's key, checking their host keys.",
+             "all:", "  vars:", "    ansible_user: root",
+             f"    ansible_ssh_private_key_file: {mc.SSH_DIR / 'id_ed25519'}",
+             f"    ansible_ssh_common_args: -o UserKnownHostsFile={mc.SSH_DIR / 'known_hosts'} -o IdentitiesOnly=yes",
+             "    # The deploy keeps this cluster's secrets here (secrets/, 0700).",
+             f"    counter_state_dir: {TEST_CLUSTER}",
+             "    # One gateway address for clients, held by one machine at a time (keepalived).",
+             f"    counter_gateway_vip: {mc.GATEWAY_VIP}",
+             "    # Far above the chaos loads' ~700 increments a second from this one client",
+             "    # (docs/deploy.md, 'Limits at the gateway'); test_2_security sets 100.",
+             "    counter_inc_limit_per_client: 20000",
+             "  children:", "    servers:", "      hosts:", *[f"        {m}:" for m in names[:3]],
+             "    clients:", "      hosts:", *[f"        {m}:\n          ansible_host: {mc.addr(m)}" for m in names],
+             "    redis_primary:", "      hosts:", f"        {names[0]}:"]
+    TEST_INVENTORY.with_suffix(".tmp").write_text("\n".join(lines) + "\n")
+    TEST_INVENTORY.with_suffix(".tmp").rename(TEST_INVENTORY)
 
 
 def need_root():
@@ -72,7 +94,7 @@ def up(n):
         mc.boot(m, lower)
     for m in names:
         mc.wait_booted(m)
-    test_inventory.write_inventory(names)
+    write_inventory(names)
     log(f"machines {' '.join(names)} up; deploying with scripts/deploy -i {TEST_INVENTORY}")
     deploy()
     print(f"""
@@ -102,7 +124,7 @@ def remove(m):
     subprocess.run([str(ROOT / "scripts/deploy"), "remove-host", "-i", str(TEST_INVENTORY), m], check=True)
     mc.remove(m)
     rest = mc.machines()
-    test_inventory.write_inventory(rest)
+    write_inventory(rest)
     log(f"{m} removed; inventory: {' '.join(rest)}; deploying to {names[names.index(m) - 1]} again")
     deploy("--", "--limit", f"localhost,{names[names.index(m) - 1]}")
 

@@ -49,13 +49,18 @@ COMPONENTS = [
 BY_NAME = {c.name: c for c in COMPONENTS}
 
 
-def start_time(pid):
-    """Field 22 of /proc/<pid>/stat (after "pid (comm) ", comm may hold spaces)."""
+def stat(pid, field):
+    """Field FIELD (1-based, as in proc(5)) of /proc/<pid>/stat: read after
+    "pid (comm) ", as comm may hold spaces; None once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1].split()[19]
+            return f.read().rsplit(") ", 1)[1].split()[field - 3]
     except (OSError, IndexError):
         return None
+
+
+def start_time(pid):
+    return stat(pid, 22)
 
 
 def read_pid(path):
@@ -162,12 +167,9 @@ def stop_pid(label, p, sig, timeout):
     except (ProcessLookupError, TypeError):
         return
     deadline = time.monotonic() + timeout
-    while start_time(p) is not None:
-        try:
-            if open(f"/proc/{p}/stat").read().rsplit(") ", 1)[1].split()[0] == "Z":
-                return  # exited; only its parent's wait is missing
-        except OSError:
-            return
+    while (state := stat(p, 3)) is not None:
+        if state == "Z":
+            return  # exited; only its parent's wait is missing
         if time.monotonic() > deadline:
             log(f"warning: {label} (pid {p}) ignored {sig.name} for {timeout}s; killing it")
             os.kill(p, signal.SIGKILL)
@@ -178,13 +180,7 @@ def stop_pid(label, p, sig, timeout):
 
 def descendants(root):
     """[(pid, start time)] of every process below ROOT."""
-    parent = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent[int(entry)] = int(open(f"/proc/{entry}/stat").read().rsplit(") ", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                pass
+    parent = {int(p): int(stat(p, 4) or 0) for p in os.listdir("/proc") if p.isdigit()}
     out, frontier = [], {root}
     while frontier:
         frontier = {p for p, pp in parent.items() if pp in frontier and p != root}
